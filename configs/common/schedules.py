@@ -1,0 +1,23 @@
+"""Learning-rate schedules: detectron2's 1x / 3x COCO schedules and a short demo schedule.
+
+All are multipliers of optimizer.lr over the fraction of train.max_iter done, so they stretch with
+max_iter overrides.
+"""
+from detectron2.config import LazyCall as L
+from detectron2.solver import WarmupParamScheduler
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+from d2imbalance.model_zoo import detectron2_common_config
+
+_coco = detectron2_common_config("common/coco_schedule.py")
+lr_multiplier_1x = _coco.lr_multiplier_1x  # 90k iterations at 16 images, decay at 60k and 80k
+lr_multiplier_2x = _coco.lr_multiplier_2x
+lr_multiplier_3x = _coco.lr_multiplier_3x
+
+# Demo: linear warm-up over the first 5% of training, then ×0.1 at 80%.
+lr_multiplier_demo = L(WarmupParamScheduler)(
+    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1], milestones=[8, 10]),
+    warmup_length=0.05,
+    warmup_method="linear",
+    warmup_factor=0.001,
+)

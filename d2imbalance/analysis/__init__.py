@@ -1,0 +1,1 @@
+"""Dataset and model analyses shared by the projects (match-count histograms, misalignment statistics)."""

@@ -1,0 +1,1 @@
+"""Dataset code: the embedded shapes dataset, registration, and COCO-JSON validation."""

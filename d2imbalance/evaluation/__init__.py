@@ -1,0 +1,1 @@
+"""Evaluators beyond detectron2's COCOEvaluator, usable with any detector."""
