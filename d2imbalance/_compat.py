@@ -15,6 +15,8 @@ DETECTRON2_INSTALL_HINT = (
 
 def detectron2_available() -> bool:
     """True when ``import detectron2`` would succeed (checked without importing it)."""
+    if "detectron2" in sys.modules:  # None there means imports of it are blocked
+        return sys.modules["detectron2"] is not None
     return importlib.util.find_spec("detectron2") is not None
 
 

@@ -28,6 +28,7 @@ from detectron2.engine.defaults import create_ddp_model  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from .checkpoint import ReportingCheckpointer  # noqa: E402
 from .data.datasets import dataset_names, prepare_datasets, register_coco_datasets  # noqa: E402
@@ -53,6 +54,7 @@ def setup(args):
     if cpu_fallback:
         cfg.train.device = "cpu"
     default_setup(cfg, args)  # logger, environment info, config.yaml in output_dir, seed
+    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="d2imbalance")
     if cpu_fallback:
         logger.warning("No GPU found: running on CPU (train.device=cpu). Expect it to be slow.")
     if cfg.train.amp.enabled and cfg.train.device == "cpu":
@@ -81,7 +83,8 @@ def validate_training_datasets(cfg) -> None:
             logger.info(f"Dataset {name} has no json_file in its metadata; not a COCO file, not validated.")
             continue
         report = validate_coco_json(json_file, metadata.get("image_root"), dataset=name, empty_images=policy)
-        (logger.warning if report.problems else logger.info)(report.summary())
+        serious = any(p.severity != "info" for p in report.problems)
+        (logger.warning if serious else logger.info)(report.summary())
         report.raise_if_fatal()
 
 

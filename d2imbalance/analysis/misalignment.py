@@ -22,6 +22,7 @@ The counting core (:func:`misalignment_for_image`) needs only torch and torchvis
 a checkpoint and a dataset (:func:`collect_from_model`, :func:`run_misalignment_analysis`) needs
 detectron2.
 """
+
 import copy
 import csv
 import json
@@ -66,7 +67,9 @@ class StagePredictions:
     def counts(self, prefix: str) -> Dict[Tuple[str, str], int]:
         rows = {(prefix, f"cls>{t:g}"): int((self.cls > t).sum()) for t in CLS_THRESHOLDS}
         if self.fused is not None:
-            rows.update({(prefix, f"fused>{t:g}"): int((self.fused > t).sum()) for t in CLS_THRESHOLDS})
+            rows.update(
+                {(prefix, f"fused>{t:g}"): int((self.fused > t).sum()) for t in CLS_THRESHOLDS}
+            )
         rows.update({(prefix, f"iou>{t:g}"): int((self.iou > t).sum()) for t in IOU_THRESHOLDS})
         return rows
 
@@ -127,9 +130,18 @@ def misalignment_for_image(
     rank_scores = fused_scores if fused_scores is not None else cls_scores
     boxes, cls, fused, classes = [], [], [], []
     for level, (rank_l, cls_l, boxes_l) in enumerate(zip(rank_scores, cls_scores, pred_boxes)):
-        assert rank_l.shape == cls_l.shape and len(boxes_l) == len(cls_l), (level, rank_l.shape, cls_l.shape, boxes_l.shape)
+        assert rank_l.shape == cls_l.shape and len(boxes_l) == len(cls_l), (
+            level,
+            rank_l.shape,
+            cls_l.shape,
+            boxes_l.shape,
+        )
         candidates = (rank_l > score_thresh).nonzero()  # (C, 2): anchor, class
-        top = rank_l[candidates[:, 0], candidates[:, 1]].topk(min(len(candidates), topk_candidates)).indices
+        top = (
+            rank_l[candidates[:, 0], candidates[:, 1]]
+            .topk(min(len(candidates), topk_candidates))
+            .indices
+        )
         anchor_idx, class_idx = candidates[top].unbind(dim=1)
         boxes.append(boxes_l[anchor_idx])
         cls.append(cls_l[anchor_idx, class_idx])
@@ -162,7 +174,15 @@ def table_rows(images: Sequence[ImageMisalignment]) -> List[Tuple[str, str, List
     """[(stage, condition, per-image counts, total)] in Table 1's order."""
     per_image = [im.counts() for im in images]
     keys = list(per_image[0]) if per_image else []
-    return [(stage, cond, [c[(stage, cond)] for c in per_image], sum(c[(stage, cond)] for c in per_image)) for stage, cond in keys]
+    return [
+        (
+            stage,
+            cond,
+            [c[(stage, cond)] for c in per_image],
+            sum(c[(stage, cond)] for c in per_image),
+        )
+        for stage, cond in keys
+    ]
 
 
 def format_table(images: Sequence[ImageMisalignment]) -> str:
@@ -173,11 +193,15 @@ def format_table(images: Sequence[ImageMisalignment]) -> str:
     for stage, cond, counts, total in table_rows(images):
         shown = stage if stage != last_stage else ""
         last_stage = stage
-        lines.append("| " + " | ".join([shown, cond] + [str(c) for c in counts] + [str(total)]) + " |")
+        lines.append(
+            "| " + " | ".join([shown, cond] + [str(c) for c in counts] + [str(total)]) + " |"
+        )
     return "\n".join(lines)
 
 
-def plot_scatter(images: Sequence[ImageMisalignment], path: str, *, score: str = "cls", max_columns: int = 3) -> str:
+def plot_scatter(
+    images: Sequence[ImageMisalignment], path: str, *, score: str = "cls", max_columns: int = 3
+) -> str:
     """Fig. 1: score (``"cls"`` or ``"fused"``) against IoU, before NMS (top row) and after NMS
     (bottom row); one column per image for the first ``max_columns`` images, plus one for all."""
     import matplotlib
@@ -194,9 +218,13 @@ def plot_scatter(images: Sequence[ImageMisalignment], path: str, *, score: str =
             stages = [getattr(im, stage_name) for im in group]
             values = [getattr(s, score) for s in stages]
             if any(v is None for v in values):
-                raise ValueError(f"score={score!r} was not recorded: the model has no confidence branch; use 'cls'.")
+                raise ValueError(
+                    f"score={score!r} was not recorded: the model has no confidence branch; use 'cls'."
+                )
             ax = axes[row][col]
-            ax.scatter(np.concatenate([s.iou for s in stages]), np.concatenate(values), s=4, alpha=0.4)
+            ax.scatter(
+                np.concatenate([s.iou for s in stages]), np.concatenate(values), s=4, alpha=0.4
+            )
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
             ax.axhline(0.5, color="grey", lw=0.5)
@@ -211,10 +239,16 @@ def plot_scatter(images: Sequence[ImageMisalignment], path: str, *, score: str =
     return path
 
 
-def write_report(images: Sequence[ImageMisalignment], output_dir: str, *, max_columns: int = 3) -> Dict[str, str]:
+def write_report(
+    images: Sequence[ImageMisalignment], output_dir: str, *, max_columns: int = 3
+) -> Dict[str, str]:
     """Write table1.md, table1.csv, table1.json and the scatter PNG(s); return their paths."""
     os.makedirs(output_dir, exist_ok=True)
-    paths = {"markdown": os.path.join(output_dir, "table1.md"), "csv": os.path.join(output_dir, "table1.csv"), "json": os.path.join(output_dir, "table1.json")}
+    paths = {
+        "markdown": os.path.join(output_dir, "table1.md"),
+        "csv": os.path.join(output_dir, "table1.csv"),
+        "json": os.path.join(output_dir, "table1.json"),
+    }
     with open(paths["markdown"], "w") as f:
         f.write(format_table(images) + "\n")
     with open(paths["csv"], "w", newline="") as f:
@@ -225,16 +259,31 @@ def write_report(images: Sequence[ImageMisalignment], output_dir: str, *, max_co
     with open(paths["json"], "w") as f:
         json.dump(
             {
-                "images": [{"name": im.name, "num_anchors": im.num_anchors, **im.extra, "counts": {f"{s}|{c}": n for (s, c), n in im.counts().items()}} for im in images],
+                "images": [
+                    {
+                        "name": im.name,
+                        "num_anchors": im.num_anchors,
+                        **im.extra,
+                        "counts": {f"{s}|{c}": n for (s, c), n in im.counts().items()},
+                    }
+                    for im in images
+                ],
                 "total": {f"{s}|{c}": t for s, c, _, t in table_rows(images)},
             },
             f,
             indent=2,
         )
     if images:
-        paths["scatter_cls"] = plot_scatter(images, os.path.join(output_dir, "scatter_cls_vs_iou.png"), max_columns=max_columns)
+        paths["scatter_cls"] = plot_scatter(
+            images, os.path.join(output_dir, "scatter_cls_vs_iou.png"), max_columns=max_columns
+        )
         if images[0].before.fused is not None:
-            paths["scatter_fused"] = plot_scatter(images, os.path.join(output_dir, "scatter_fused_vs_iou.png"), score="fused", max_columns=max_columns)
+            paths["scatter_fused"] = plot_scatter(
+                images,
+                os.path.join(output_dir, "scatter_fused_vs_iou.png"),
+                score="fused",
+                max_columns=max_columns,
+            )
     return paths
 
 
@@ -248,21 +297,34 @@ def collect_from_model(model, mapped_input: dict, name: str = "") -> ImageMisali
     """
     for attr in ("anchor_generator", "box2box_transform", "head_in_features", "num_classes"):
         if not hasattr(model, attr):
-            raise ValueError(f"The misalignment analysis needs a RetinaNet-style model; {type(model).__name__} has no {attr!r}.")
+            raise ValueError(
+                f"The misalignment analysis needs a RetinaNet-style model; "
+                f"{type(model).__name__} has no {attr!r}."
+            )
     if "instances" not in mapped_input:
-        raise ValueError("The input has no 'instances': map it with a DatasetMapper built with is_train=True.")
+        raise ValueError(
+            "The input has no 'instances': map it with a DatasetMapper built with is_train=True."
+        )
     images = model.preprocess_image([mapped_input])
     features = model.backbone(images.tensor)
     features = [features[f] for f in model.head_in_features]
     predictions = model.head(features)
     has_conf = len(predictions) == 3
     if has_conf and not hasattr(model, "fuse"):
-        raise ValueError(f"{type(model).__name__}'s head returns a confidence but the model has no fuse() method.")
-    dense = model._transpose_dense_predictions(predictions, [model.num_classes, 4] + ([1] if has_conf else []))
+        raise ValueError(
+            f"{type(model).__name__}'s head returns a confidence but the model has no fuse() method."
+        )
+    dense = model._transpose_dense_predictions(
+        predictions, [model.num_classes, 4] + ([1] if has_conf else [])
+    )
     anchors = [a.tensor for a in model.anchor_generator(features)]
     cls_logits = [x[0] for x in dense[0]]
     pred_boxes = [model.box2box_transform.apply_deltas(d[0], a) for d, a in zip(dense[1], anchors)]
-    fused = [model.fuse(x.clone(), c[0].clone()) for x, c in zip(cls_logits, dense[2])] if has_conf else None
+    fused = (
+        [model.fuse(x.clone(), c[0].clone()) for x, c in zip(cls_logits, dense[2])]
+        if has_conf
+        else None
+    )
     result = misalignment_for_image(
         anchors,
         [x.sigmoid() for x in cls_logits],
@@ -300,25 +362,35 @@ def run_misalignment_analysis(
     from detectron2.config import instantiate
     from detectron2.data import DatasetCatalog
 
-    from ..data.datasets import prepare_datasets, register_coco_datasets  # registers shapes_train / shapes_val
+    from ..data.datasets import (
+        prepare_datasets,
+        register_coco_datasets,
+    )  # registers shapes_train / shapes_val
 
     register_coco_datasets(cfg.train.get("datasets", []) if "train" in cfg else [])
     if dataset is None:
         dataset = cfg.dataloader.test.dataset.names
         dataset = dataset if isinstance(dataset, str) else dataset[0]
     if dataset not in DatasetCatalog.list():
-        raise ValueError(f"Dataset {dataset!r} is not registered; registered: {sorted(DatasetCatalog.list())[:20]} ...")
+        raise ValueError(
+            f"Dataset {dataset!r} is not registered; registered: {sorted(DatasetCatalog.list())[:20]} ..."
+        )
     prepare_datasets([dataset])
     if num_images < 1:
         raise ValueError(f"num_images={num_images} must be >= 1 (the paper shows 10).")
 
+    if "://" not in checkpoint and not os.path.isfile(checkpoint):
+        raise FileNotFoundError(
+            f"Checkpoint {checkpoint!r} does not exist; pass the model_final.pth of a training run."
+        )
     model = instantiate(cfg.model).to(device).eval()
     DetectionCheckpointer(model).load(checkpoint)
-    mapper_cfg = copy.deepcopy(cfg.dataloader.test.mapper)
-    mapper_cfg.is_train = True  # keep the annotations; augmentations stay the deterministic test ones
-    if "use_instance_mask" in mapper_cfg:
-        mapper_cfg.use_instance_mask = False
-    mapper = instantiate(mapper_cfg)
+    loader_cfg = copy.deepcopy(
+        cfg.dataloader
+    )  # whole tree, so interpolations like ${...} still resolve
+    loader_cfg.test.mapper.is_train = True  # keep the annotations; augmentations stay the test ones
+    loader_cfg.test.mapper.use_instance_mask = False
+    mapper = instantiate(loader_cfg.test.mapper)
 
     results = []
     for record in DatasetCatalog.get(dataset):

@@ -23,10 +23,12 @@ import numpy as np
 CATEGORIES = ("circle", "square", "triangle", "star")
 # COCO's size classes, as areas in pixels (thesis ch. 2): small < 32², medium < 96², large otherwise.
 SMALL_AREA, LARGE_AREA = 32**2, 96**2
-# Side lengths (sqrt of box area) drawn for each size class.
-_SIDE_RANGES = {"small": (10, 30), "medium": (34, 90), "large": (100, 170)}
+# sqrt(object area) drawn for each size class, inside COCO's bounds for that class.
+_SQRT_AREA_RANGES = {"small": (9, 31), "medium": (34, 94), "large": (99, 150)}
+# Area of each shape as drawn by _shape_polygon, as a fraction of side² (side = circumscribed diameter).
+_AREA_FACTORS = {"circle": np.pi / 4, "square": 0.5625, "triangle": 0.325, "star": 0.33}
 _SPLIT_IDS = {"train": 0, "val": 1}
-DATA_VERSION = 1  # bump when the drawing code changes, so old caches are not reused
+DATA_VERSION = 2  # bump when the drawing code changes, so old caches are not reused
 
 
 @dataclass(frozen=True)
@@ -180,9 +182,9 @@ def draw_image(spec: ShapesSpec, rng: np.random.Generator):
     for _ in range(num_objects):
         for _attempt in range(10):  # a few tries to find a spot that keeps overlap low
             size_class = ("small", "medium", "large")[rng.choice(3, p=size_probs)]
-            lo, hi = _SIDE_RANGES[size_class]
-            side = float(min(rng.uniform(lo, hi), 0.9 * min(height, width)))
             category = int(rng.integers(len(CATEGORIES)))
+            sqrt_area = rng.uniform(*_SQRT_AREA_RANGES[size_class])
+            side = float(min(sqrt_area / np.sqrt(_AREA_FACTORS[CATEGORIES[category]]), 0.9 * min(height, width)))
             cx = rng.uniform(side / 2, width - side / 2)
             cy = rng.uniform(side / 2, height - side / 2)
             polygon = _shape_polygon(CATEGORIES[category], cx, cy, side, rng)

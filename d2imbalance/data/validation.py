@@ -17,13 +17,22 @@ MAX_IDS_SHOWN = 10
 EMPTY_IMAGE_POLICIES = ("keep", "drop", "error")
 
 
+SEVERITIES = ("error", "warning", "info")
+
+
 @dataclass
 class Problem:
+    """One kind of problem; ``severity`` "error" stops training, the others are logged."""
+
     kind: str
-    fatal: bool
+    severity: str
     ids: List = field(default_factory=list)
     what: str = ""
     fix: str = ""
+
+    @property
+    def fatal(self) -> bool:
+        return self.severity == "error"
 
     @property
     def count(self) -> int:
@@ -32,8 +41,7 @@ class Problem:
     def describe(self) -> str:
         shown = ", ".join(str(i) for i in self.ids[:MAX_IDS_SHOWN])
         more = f" and {self.count - MAX_IDS_SHOWN} more" if self.count > MAX_IDS_SHOWN else ""
-        level = "ERROR" if self.fatal else "WARNING"
-        text = f"[{level}] {self.kind}: {self.count} {self.what} (ids: {shown}{more})."
+        text = f"[{self.severity.upper()}] {self.kind}: {self.count} {self.what} (ids: {shown}{more})."
         return text + (f" Fix: {self.fix}" if self.fix else "")
 
 
@@ -59,7 +67,7 @@ class ValidationReport:
         head = f"Dataset {self.dataset}: {self.num_images} images, {self.num_annotations} annotations"
         if not self.problems:
             return head + ": no problems found."
-        return head + f", {len(self.problems)} kinds of problem:\n" + "\n".join(
+        return head + ". Found:\n" + "\n".join(
             "  " + p.describe() for p in self.problems
         )
 
@@ -102,18 +110,18 @@ def validate_coco_json(
     image_counts = Counter(im["id"] for im in images)
     duplicates = sorted(i for i, n in image_counts.items() if n > 1)
     if duplicates:
-        add(Problem("duplicate image ids", True, duplicates, "image ids appear more than once",
+        add(Problem("duplicate image ids", "error", duplicates, "image ids appear more than once",
                     "give every entry of 'images' a unique id."))
     ann_counts = Counter(a["id"] for a in annotations)
     duplicates = sorted(i for i, n in ann_counts.items() if n > 1)
     if duplicates:
-        add(Problem("duplicate annotation ids", True, duplicates, "annotation ids appear more than once",
+        add(Problem("duplicate annotation ids", "error", duplicates, "annotation ids appear more than once",
                     "give every entry of 'annotations' a unique id."))
 
     if image_root is not None:
         missing = [im["id"] for im in images if not os.path.isfile(os.path.join(image_root, im["file_name"]))]
         if missing:
-            add(Problem("missing image files", True, missing, f"images have no file under {image_root}",
+            add(Problem("missing image files", "error", missing, f"images have no file under {image_root}",
                         "restore the files or remove those images from the JSON."))
 
     images_by_id = {im["id"]: im for im in images}
@@ -136,20 +144,20 @@ def validate_coco_json(
               or x + w > width + OUTSIDE_TOLERANCE or y + h > height + OUTSIDE_TOLERANCE):
             partly_outside.append(ann["id"])
     if orphans:
-        add(Problem("annotations of unknown images", True, orphans, "annotations name an image_id not in 'images'",
+        add(Problem("annotations of unknown images", "error", orphans, "annotations name an image_id not in 'images'",
                     "fix their image_id or delete them."))
     if unknown_category:
-        add(Problem("unknown category ids", True, unknown_category,
+        add(Problem("unknown category ids", "error", unknown_category,
                     f"annotations have a category_id not in categories {sorted(category_ids)}",
                     "add the category to 'categories' or correct the annotation's category_id."))
     if degenerate:
-        add(Problem("empty boxes", True, degenerate, "annotations have a bbox of zero or negative width/height",
+        add(Problem("empty boxes", "error", degenerate, "annotations have a bbox of zero or negative width/height",
                     "delete them or fix their [x, y, width, height]."))
     if outside:
-        add(Problem("boxes outside the image", True, outside, "boxes lie entirely outside their image",
+        add(Problem("boxes outside the image", "error", outside, "boxes lie entirely outside their image",
                     "check the bbox format ([x, y, width, height] in pixels) and the image sizes."))
     if partly_outside:
-        add(Problem("boxes partly outside the image", False, partly_outside,
+        add(Problem("boxes partly outside the image", "warning", partly_outside,
                     f"boxes extend more than {OUTSIDE_TOLERANCE:g}px beyond their image; detectron2 clips them",
                     "clip them to the image if that is not intended."))
 
@@ -166,5 +174,6 @@ def validate_coco_json(
             "drop": "set dataloader.train.dataset.filter_empty=False to keep them as negatives.",
             "error": "annotate them or remove them from the JSON.",
         }[empty_images]
-        add(Problem("images without annotations", empty_images == "error", empty, what, fix))
+        severity = {"keep": "info", "drop": "warning", "error": "error"}[empty_images]
+        add(Problem("images without annotations", severity, empty, what, fix))
     return report

@@ -42,7 +42,7 @@ def get_config_file(name_or_path: str) -> str:
     """
     as_path = Path(name_or_path).expanduser()
     if as_path.is_file():
-        return str(as_path.resolve())
+        return str(as_path.absolute())
     root = config_root()
     candidate = root / name_or_path
     if candidate.is_file():

@@ -1,0 +1,227 @@
+"""Speed and memory of a method against its baseline, measured in one run on identical inputs.
+
+Both models are built from their configs, warmed up, then timed interleaved (the order alternates
+every iteration) so that machine noise hits both alike. Reported: median training step (forward +
+backward + optimizer step), median inference time per image, peak memory (max allocated on GPU;
+on CPU the growth of peak RSS while training, measured in a fresh child process per model so one
+model's freed memory cannot hide in the other's number), and the method / baseline ratios.
+"""
+import json
+import multiprocessing
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Dict, List
+
+import torch
+
+from ._compat import require_detectron2
+
+require_detectron2("d2imbalance.benchmark")
+from detectron2.config import instantiate  # noqa: E402
+from detectron2.structures import Boxes, Instances  # noqa: E402
+from detectron2.utils.events import EventStorage  # noqa: E402
+
+from .model_zoo import get_config  # noqa: E402
+
+
+@dataclass
+class BenchmarkSettings:
+    image_size: int = 320
+    batch: int = 2
+    iters: int = 20
+    warmup: int = 3
+    device: str = "cpu"
+    amp: bool = False
+    boxes_per_image: int = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but no GPU is available; pass --device cpu.")
+        if min(self.image_size, self.batch, self.iters, self.boxes_per_image) < 1 or self.warmup < 0:
+            raise ValueError(
+                f"image_size={self.image_size}, batch={self.batch}, iters={self.iters} and "
+                f"boxes_per_image={self.boxes_per_image} must be >= 1, warmup={self.warmup} >= 0."
+            )
+
+
+def _num_classes(model) -> int:
+    if hasattr(model, "num_classes"):
+        return model.num_classes
+    return model.roi_heads.num_classes
+
+
+def synthetic_batch(settings: BenchmarkSettings, num_classes: int) -> List[dict]:
+    """The same random images and boxes for every model (seeded)."""
+    g = torch.Generator().manual_seed(settings.seed)
+    size = settings.image_size
+    batch = []
+    for _ in range(settings.batch):
+        xy = torch.rand(settings.boxes_per_image, 2, generator=g) * size * 0.7
+        wh = 8 + torch.rand(settings.boxes_per_image, 2, generator=g) * size * 0.3
+        instances = Instances((size, size))
+        instances.gt_boxes = Boxes(torch.cat([xy, (xy + wh).clamp(max=size)], dim=1))
+        instances.gt_classes = torch.randint(num_classes, (settings.boxes_per_image,), generator=g)
+        image = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8).float()
+        batch.append({"image": image, "instances": instances, "height": size, "width": size})
+    return batch
+
+
+class _Runner:
+    """One model with its optimizer and inputs; times one training step or one inference batch."""
+
+    def __init__(self, config: str, settings: BenchmarkSettings):
+        torch.manual_seed(settings.seed)
+        self.settings = settings
+        self.model = instantiate(get_config(config).model).to(settings.device)
+        self.inputs = synthetic_batch(settings, _num_classes(self.model))
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-5, momentum=0.9)
+        device_type = "cuda" if settings.device.startswith("cuda") else "cpu"
+        dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+        self._autocast = (lambda: torch.autocast(device_type, dtype=dtype)) if settings.amp else nullcontext
+
+    def _sync(self):
+        if self.settings.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def train_step(self) -> float:
+        self.model.train()
+        self._sync()
+        start = time.perf_counter()
+        with self._autocast():
+            losses = self.model(self.inputs)
+        total = sum(losses.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self._sync()
+        return time.perf_counter() - start
+
+    @torch.no_grad()
+    def inference_per_image(self) -> float:
+        self.model.eval()
+        self._sync()
+        start = time.perf_counter()
+        with self._autocast():
+            self.model(self.inputs)
+        self._sync()
+        return (time.perf_counter() - start) / self.settings.batch
+
+
+def _peak_memory_mib(config: str, settings: BenchmarkSettings, steps: int = 3) -> float:
+    """Peak memory of a few training steps plus one inference, in MiB (see module docstring)."""
+    with EventStorage():
+        if settings.device.startswith("cuda"):
+            runner = _Runner(config, settings)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            for _ in range(steps):
+                runner.train_step()
+            runner.inference_per_image()
+            return torch.cuda.max_memory_allocated() / 2**20
+        runner = _Runner(config, settings)
+        runner.train_step()  # first step allocates lazily-built buffers (anchors, grads)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak-RSS counter (VmHWM) to the current RSS
+        rss_before = _proc_status_kib("VmRSS")
+        for _ in range(steps):
+            runner.train_step()
+        runner.inference_per_image()
+        return (_proc_status_kib("VmHWM") - rss_before) / 1024
+
+
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status (peak RSS needs Linux).")
+
+
+def _peak_memory_in_child(config: str, settings: BenchmarkSettings) -> float:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_peak_memory_mib, (config, settings))
+
+
+def run_benchmark(method: str, baseline: str, settings: BenchmarkSettings) -> Dict:
+    """Measure both configs; returns a dict with per-model medians and method / baseline ratios."""
+    times: Dict[str, Dict[str, list]] = {name: {"train": [], "infer": []} for name in ("baseline", "method")}
+    with EventStorage():
+        runners = {"baseline": _Runner(baseline, settings), "method": _Runner(method, settings)}
+        for _ in range(settings.warmup):
+            for runner in runners.values():
+                runner.train_step()
+                runner.inference_per_image()
+        for i in range(settings.iters):
+            order = ("baseline", "method") if i % 2 == 0 else ("method", "baseline")
+            for name in order:
+                times[name]["train"].append(runners[name].train_step())
+            for name in order:
+                times[name]["infer"].append(runners[name].inference_per_image())
+    del runners
+    measure_memory = _peak_memory_mib if settings.device.startswith("cuda") else _peak_memory_in_child
+    result = {"settings": asdict(settings), "configs": {"baseline": baseline, "method": method}}
+    for name, config in (("baseline", baseline), ("method", method)):
+        result[name] = {
+            "train_step_ms": 1000 * statistics.median(times[name]["train"]),
+            "inference_ms_per_image": 1000 * statistics.median(times[name]["infer"]),
+            "peak_memory_mib": measure_memory(config, settings),
+        }
+    result["ratio"] = {
+        key: result["method"][key] / result["baseline"][key] if result["baseline"][key] > 0 else float("nan")
+        for key in result["baseline"]
+    }
+    return result
+
+
+def format_table(result: Dict) -> str:
+    rows = [
+        ("train step (ms, median)", "train_step_ms"),
+        ("inference (ms/image, median)", "inference_ms_per_image"),
+        ("peak memory (MiB)", "peak_memory_mib"),
+    ]
+    s = result["settings"]
+    lines = [
+        f"method:   {result['configs']['method']}",
+        f"baseline: {result['configs']['baseline']}",
+        f"{s['image_size']}x{s['image_size']}, batch {s['batch']}, {s['iters']} timed iterations after "
+        f"{s['warmup']} warm-up, device {s['device']}, amp {s['amp']}",
+        f"| {'':30} | {'baseline':>10} | {'method':>10} | {'ratio':>7} |",
+        f"|{'-' * 32}|{'-' * 12}|{'-' * 12}|{'-' * 9}|",
+    ]
+    for label, key in rows:
+        lines.append(
+            f"| {label:30} | {result['baseline'][key]:10.1f} | {result['method'][key]:10.1f} | "
+            f"{result['ratio'][key]:7.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> Dict:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", required=True, help="config path or name of the method")
+    parser.add_argument("--baseline", required=True, help="config path or name of its baseline")
+    defaults = BenchmarkSettings()
+    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--iters", type=int, default=defaults.iters)
+    parser.add_argument("--warmup", type=int, default=defaults.warmup)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true", help="autocast (fp16 on GPU, bf16 on CPU)")
+    parser.add_argument("--json", help="also write the result as JSON to this file")
+    args = parser.parse_args(argv)
+    settings = BenchmarkSettings(
+        image_size=args.image_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
+        device=args.device, amp=args.amp,
+    )
+    result = run_benchmark(args.method, args.baseline, settings)
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result

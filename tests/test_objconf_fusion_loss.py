@@ -1,0 +1,241 @@
+"""objconf's pure-torch parts (score fusion, confidence losses, aligned IoU) and the counting core of
+the misalignment analysis, checked against numbers computed by hand. Nothing here needs detectron2.
+"""
+
+import math
+
+import pytest
+import torch
+
+from objconf.conf_loss import CONF_LOSSES, aligned_box_iou, object_confidence_loss
+from objconf.fusion import FUSION_METHODS, fuse_logits_, fuse_scores
+
+
+def _logit(p):
+    return math.log(p / (1 - p))
+
+
+# ----------------------------------------------------------------------------- fusion (Table 4, Eq. 11)
+
+
+def test_fusion_by_hand():
+    """cls = 1/1024, conf = 1/32, alpha = 0.4: product = 2^(-5*0.4) * 2^(-10*0.6) = 2^-2 * 2^-6 = 1/256;
+    cls*conf = 2^-15; cls alone = 2^-10."""
+    cls = torch.tensor([[1 / 1024, 1 / 32]])  # (R=1, K=2)
+    conf = torch.tensor([[1 / 32]])  # (R=1, 1)
+    assert torch.allclose(fuse_scores(cls, conf, method="cls"), cls)
+    assert torch.allclose(
+        fuse_scores(cls, conf, method="cls*conf"), torch.tensor([[2.0**-15, 2.0**-10]])
+    )
+    # second class: (1/32)^0.4 * (1/32)^0.6 = 1/32
+    assert torch.allclose(
+        fuse_scores(cls, conf, method="product", alpha=0.4), torch.tensor([[1 / 256, 1 / 32]])
+    )
+    # alpha = 0 is the class score, alpha = 1 the confidence
+    assert torch.allclose(fuse_scores(cls, conf, method="product", alpha=0.0), cls)
+    assert torch.allclose(fuse_scores(cls, conf, method="product", alpha=1.0), conf.expand(1, 2))
+
+
+def test_fusion_conf_filter_by_hand():
+    """tau = 0.5 keeps conf > 0.5 only: rows with conf 0.8 / 0.5 / 0.3 -> kept / dropped / dropped."""
+    cls = torch.tensor([[0.2, 0.6], [0.9, 0.1], [0.7, 0.7]])
+    conf = torch.tensor([[0.8], [0.5], [0.3]])
+    out = fuse_scores(cls, conf, method="cls", conf_thresh=0.5)
+    assert torch.equal(out, torch.tensor([[0.2, 0.6], [0.0, 0.0], [0.0, 0.0]]))
+    out = fuse_scores(cls, conf, method="cls*conf", conf_thresh=0.5)
+    assert torch.allclose(out, torch.tensor([[0.16, 0.48], [0.0, 0.0], [0.0, 0.0]]))
+    out = fuse_scores(cls, conf, method="product", alpha=0.5, conf_thresh=0.5)
+    assert torch.allclose(out[0], torch.tensor([0.4, 0.8**0.5 * 0.6**0.5]))
+    assert torch.equal(out[1:], torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize("method", FUSION_METHODS)
+@pytest.mark.parametrize("conf_thresh", [None, 0.5])
+def test_inplace_fusion_matches_reference_without_new_score_tensor(method, conf_thresh):
+    torch.manual_seed(0)
+    cls_logits, conf_logits = torch.randn(50, 7) * 3, torch.randn(50, 1) * 3
+    expected = fuse_scores(
+        cls_logits.sigmoid(),
+        conf_logits.sigmoid(),
+        method=method,
+        alpha=0.4,
+        conf_thresh=conf_thresh,
+    )
+    buffer = cls_logits.clone()
+    out = fuse_logits_(
+        buffer, conf_logits.clone(), method=method, alpha=0.4, conf_thresh=conf_thresh
+    )
+    assert (
+        out.data_ptr() == buffer.data_ptr()
+    ), "fusion must write into the score tensor, not copy it"
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_fusion_rejects_bad_arguments():
+    cls, conf = torch.rand(2, 3), torch.rand(2, 1)
+    with pytest.raises(ValueError, match="Unknown score fusion"):
+        fuse_scores(cls, conf, method="sum")
+    with pytest.raises(ValueError, match="alpha"):
+        fuse_scores(cls, conf, method="product", alpha=1.5)
+    with pytest.raises(ValueError, match="conf_thresh"):
+        fuse_scores(cls, conf, method="cls", conf_thresh=1.0)
+
+
+# ----------------------------------------------------------------------------- losses (Table 2, Eq. 9, 13)
+
+# Two positives: logits 0 and ln 3, i.e. p = 0.5 and 0.75; IoU targets y = 0.5 and 1.0; N_pos = 2.
+POS_LOGITS = torch.tensor([0.0, math.log(3.0)])
+TARGETS = torch.tensor([0.5, 1.0])
+BCE = [math.log(2.0), math.log(4.0 / 3.0)]  # -(.5 ln .5 + .5 ln .5) and -ln .75
+
+
+@pytest.mark.parametrize(
+    "loss_type, kwargs, expected",
+    [
+        ("ce", {}, (BCE[0] + BCE[1]) / 2),  # Eq. 9
+        ("l1", {}, (0.0 + 0.25) / 2),
+        ("l2", {}, (0.0 + 0.0625) / 2),
+        (
+            "smooth_l1",
+            {"smooth_l1_beta": 1.0},
+            (0.5 * 0.0625) / 2,
+        ),  # |d| = .25 < beta: 0.5 d^2 / beta
+        ("smooth_l1", {"smooth_l1_beta": 0.1}, (0.25 - 0.05) / 2),  # |d| >= beta: |d| - beta / 2
+        ("gfocal", {"gfocal_gamma": 2.0}, (0.0 * BCE[0] + 0.25**2 * BCE[1]) / 2),  # Eq. 13
+        ("gfocal", {"gfocal_gamma": 0.0}, (BCE[0] + BCE[1]) / 2),  # gamma 0 is CE
+        # CE^w: one negative with logit 0 (BCE with target 0 = ln 2) at weight 1e-4
+        (
+            "ce_w",
+            {"neg_logits": torch.tensor([0.0]), "neg_weight": 1e-4},
+            (BCE[0] + BCE[1] + 1e-4 * math.log(2.0)) / 2,
+        ),
+    ],
+)
+def test_confidence_losses_by_hand(loss_type, kwargs, expected):
+    loss = object_confidence_loss(POS_LOGITS, TARGETS, normalizer=2, loss_type=loss_type, **kwargs)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_every_loss_is_covered_and_unknown_names_raise():
+    assert set(CONF_LOSSES) == {"ce", "ce_w", "l1", "smooth_l1", "l2", "gfocal"}
+    with pytest.raises(ValueError, match="Unknown confidence loss"):
+        object_confidence_loss(POS_LOGITS, TARGETS, normalizer=2, loss_type="focal")
+    with pytest.raises(ValueError, match="neg_logits"):
+        object_confidence_loss(POS_LOGITS, TARGETS, normalizer=2, loss_type="ce_w")
+
+
+@pytest.mark.parametrize("loss_type", CONF_LOSSES)
+def test_losses_without_positives_are_zero_and_differentiable(loss_type):
+    logits = torch.zeros(0, requires_grad=True)
+    loss = object_confidence_loss(
+        logits, torch.zeros(0), normalizer=1, loss_type=loss_type, neg_logits=torch.zeros(0)
+    )
+    assert loss.item() == 0.0 and torch.isfinite(loss)
+    loss.backward()
+
+
+def test_ce_gradient_reaches_the_target_unless_detached():
+    """d BCE(x, y) / dy = -x: with x = ln 3 the target's gradient is -ln 3 / N_pos."""
+    target = TARGETS.clone().requires_grad_(True)
+    object_confidence_loss(POS_LOGITS, target, normalizer=2).backward()
+    assert torch.allclose(target.grad, -POS_LOGITS / 2)
+
+
+# ----------------------------------------------------------------------------- aligned IoU (the target)
+
+
+def test_aligned_iou_by_hand():
+    """[0,0,2,2] vs [1,1,3,3]: intersection 1, union 7; identical boxes: 1; disjoint: 0; two empty boxes: 0."""
+    a = torch.tensor([[0.0, 0, 2, 2], [0, 0, 4, 4], [0, 0, 1, 1], [5, 5, 5, 5]])
+    b = torch.tensor([[1.0, 1, 3, 3], [0, 0, 4, 4], [2, 2, 3, 3], [5, 5, 5, 5]])
+    assert torch.allclose(aligned_box_iou(a, b), torch.tensor([1 / 7, 1.0, 0.0, 0.0]))
+
+
+# ----------------------------------------------------------------------------- Table 1 counting core
+
+
+def _crafted_image(with_conf):
+    """One ground truth [0,0,10,10], deltas already decoded (prediction = anchor). Level 0:
+    a0 = GT itself (IoU 1, cls .3), a1 = [0,0,10,12] (IoU 100/120 = .833, cls .95),
+    a2 = [0,0,10,20] (IoU .5 exactly, cls .55), a3 far away (IoU 0, cls .02 < 0.05).
+    Level 1, a single anchor: b0 = [1,1,10,10] (IoU .81, cls .75)."""
+    from d2imbalance.analysis.misalignment import misalignment_for_image
+
+    level0 = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 12], [0, 0, 10, 20], [50, 50, 60, 60]])
+    level1 = torch.tensor([[1.0, 1, 10, 10]])
+    cls = [torch.tensor([[0.3], [0.95], [0.55], [0.02]]), torch.tensor([[0.75]])]
+    fused = None
+    if with_conf:
+        conf = [torch.tensor([[0.9], [0.1], [0.5], [0.5]]), torch.tensor([[0.9]])]
+        fused = [fuse_scores(c, f, method="product", alpha=0.4) for c, f in zip(cls, conf)]
+    return misalignment_for_image(
+        [level0, level1],
+        cls,
+        [level0, level1],
+        torch.tensor([[0.0, 0, 10, 10]]),
+        fused_scores=fused,
+        name="crafted",
+    )
+
+
+def test_table1_counts_on_crafted_case():
+    """Before NMS: a0, a1, a2, b0 (a3 below 0.05). NMS at 0.5 keeps a1 (.95), which suppresses b0
+    (IoU 81/120 = .675), a2 (120/200 = .6) and a0 (100/120 = .83). Positive anchors: a0, a1, b0."""
+    counts = _crafted_image(with_conf=False).counts()
+    assert counts[("Positive_NUM", "iou>0.5")] == 3
+    before = [
+        counts[("Before NMS", f"cls>{t}")] for t in ("0.05", "0.5", "0.6", "0.7", "0.8", "0.9")
+    ]
+    assert before == [4, 3, 2, 2, 1, 1]
+    assert [counts[("Before NMS", f"iou>{t}")] for t in ("0.5", "0.6", "0.7", "0.8", "0.9")] == [
+        3,
+        3,
+        3,
+        3,
+        1,
+    ]
+    assert [
+        counts[("After NMS", f"cls>{t}")] for t in ("0.05", "0.5", "0.6", "0.7", "0.8", "0.9")
+    ] == [1] * 6
+    assert [counts[("After NMS", f"iou>{t}")] for t in ("0.5", "0.6", "0.7", "0.8", "0.9")] == [
+        1,
+        1,
+        1,
+        1,
+        0,
+    ]
+    assert not any(cond.startswith("fused") for _, cond in counts)
+
+
+def test_table1_counts_with_fused_score_on_crafted_case():
+    """Fused (alpha .4) with conf a0 .9, a1 .1, a2 .5, a3 .5, b0 .9: a0 .466, a1 .386, a2 .530,
+    a3 .0725 (now above 0.05), b0 .806. NMS by fused score keeps b0, a2 (IoU with b0 .405) and a3;
+    a0 (.81 with b0) and a1 (.675) are suppressed."""
+    im = _crafted_image(with_conf=True)
+    counts = im.counts()
+    assert counts[("Before NMS", "fused>0.05")] == 5
+    assert counts[("Before NMS", "cls>0.05")] == 4  # a3's class score is 0.02
+    assert [counts[("Before NMS", f"fused>{t}")] for t in ("0.5", "0.6", "0.7", "0.8", "0.9")] == [
+        2,
+        1,
+        1,
+        1,
+        0,
+    ]
+    assert counts[("After NMS", "fused>0.05")] == 3
+    assert sorted(im.after.iou.tolist()) == pytest.approx([0.0, 0.5, 0.81])
+    assert [
+        counts[("After NMS", f"cls>{t}")] for t in ("0.05", "0.5", "0.6", "0.7", "0.8", "0.9")
+    ] == [2, 2, 1, 1, 0, 0]
+
+
+def test_report_files(tmp_path):
+    pytest.importorskip("matplotlib")
+    from d2imbalance.analysis.misalignment import format_table, write_report
+
+    images = [_crafted_image(True), _crafted_image(True)]
+    paths = write_report(images, str(tmp_path))
+    table = format_table(images)
+    assert "| Positive_NUM | iou>0.5 | 3 | 3 | 6 |" in table
+    for key in ("markdown", "csv", "json", "scatter_cls", "scatter_fused"):
+        assert (tmp_path / paths[key].split("/")[-1]).stat().st_size > 0

@@ -1,0 +1,369 @@
+"""RetinaNetConfHead / RetinaNetConf (and the IoU-aware variant) on tiny models, on CPU, and the
+misalignment analysis run on such a model."""
+
+import pytest
+import torch
+from torch import nn
+
+from d2imbalance._compat import detectron2_available
+
+pytestmark = pytest.mark.detectron2
+
+if (
+    detectron2_available()
+):  # without detectron2 the module still collects, and its tests are skipped
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling import Backbone
+    from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+    from detectron2.modeling.box_regression import Box2BoxTransform
+    from detectron2.modeling.matcher import Matcher
+    from detectron2.structures import Boxes, Instances, pairwise_iou
+    from detectron2.utils.events import EventStorage
+
+    from objconf import IoUAwareRetinaNetHead, RetinaNetConf, RetinaNetConfHead
+    from objconf.fusion import fuse_scores
+else:
+    Backbone = nn.Module
+
+NUM_CLASSES = 3
+STRIDES = [8, 16, 32, 64, 128]
+CHANNELS = 8
+
+
+class TinyBackbone(Backbone):
+    """p3..p7 from strided convs: on a 200x250 image the levels are 25x32 ... 2x2 (36 anchors at p7)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, CHANNELS, kernel_size=8, stride=8)
+        self.downs = nn.ModuleList(
+            nn.Conv2d(CHANNELS, CHANNELS, 3, stride=2, padding=1) for _ in STRIDES[1:]
+        )
+
+    def forward(self, x):
+        out = {"p3": torch.relu(self.stem(x))}
+        for i, down in enumerate(self.downs):
+            out[f"p{i + 4}"] = torch.relu(down(out[f"p{i + 3}"]))
+        return out
+
+    def output_shape(self):
+        return {f"p{i + 3}": ShapeSpec(channels=CHANNELS, stride=s) for i, s in enumerate(STRIDES)}
+
+
+def build_model(head_cls=None, **kwargs):
+    torch.manual_seed(0)
+    head_cls = head_cls or RetinaNetConfHead
+    head = head_cls(
+        input_shape=[ShapeSpec(channels=CHANNELS)] * 5,
+        num_classes=NUM_CLASSES,
+        conv_dims=[CHANNELS, CHANNELS],
+        num_anchors=9,
+    )
+    return RetinaNetConf(
+        backbone=TinyBackbone(),
+        head=head,
+        head_in_features=[f"p{i}" for i in range(3, 8)],
+        anchor_generator=DefaultAnchorGenerator(
+            sizes=[[s * 4, s * 4 * 2 ** (1 / 3), s * 4 * 2 ** (2 / 3)] for s in STRIDES],
+            aspect_ratios=[0.5, 1.0, 2.0],
+            strides=STRIDES,
+            offset=0.0,
+        ),
+        box2box_transform=Box2BoxTransform(weights=[1.0, 1.0, 1.0, 1.0]),
+        anchor_matcher=Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True),
+        num_classes=NUM_CLASSES,
+        pixel_mean=[103.53, 116.28, 123.675],
+        pixel_std=[57.375, 57.12, 58.395],
+        **kwargs,
+    )
+
+
+def make_inputs(with_gt=True):
+    g = torch.Generator().manual_seed(1)
+    inputs = []
+    for h, w in [(200, 250), (250, 200)]:
+        inst = Instances((h, w))
+        if with_gt:
+            inst.gt_boxes = Boxes(torch.tensor([[10.0, 20, 90, 110], [100, 40, 190, 150]]))
+            inst.gt_classes = torch.tensor([0, 2])
+        else:
+            inst.gt_boxes = Boxes(torch.zeros(0, 4))
+            inst.gt_classes = torch.zeros(0, dtype=torch.long)
+        inputs.append(
+            {"image": torch.randint(0, 256, (3, h, w), generator=g).float(), "instances": inst}
+        )
+    return inputs
+
+
+# ----------------------------------------------------------------------------- head
+
+
+@pytest.mark.parametrize(
+    "head_cls, tower", [("RetinaNetConfHead", "cls"), ("IoUAwareRetinaNetHead", "box")]
+)
+def test_head_shapes_init_and_tower(head_cls, tower):
+    head_cls = {
+        "RetinaNetConfHead": RetinaNetConfHead,
+        "IoUAwareRetinaNetHead": IoUAwareRetinaNetHead,
+    }[head_cls]
+    head = head_cls(
+        input_shape=[ShapeSpec(channels=4)] * 2, num_classes=3, conv_dims=[4], num_anchors=2
+    )
+    assert head.conf_tower == tower
+    assert torch.equal(head.conf_pred.bias, torch.zeros(2))
+    feats = [torch.randn(2, 4, 6, 5), torch.randn(2, 4, 3, 3)]
+    logits, deltas, conf = head(feats)
+    assert [tuple(x.shape) for x in logits] == [(2, 6, 6, 5), (2, 6, 3, 3)]  # A*K
+    assert [tuple(x.shape) for x in deltas] == [(2, 8, 6, 5), (2, 8, 3, 3)]  # A*4
+    assert [tuple(x.shape) for x in conf] == [(2, 2, 6, 5), (2, 2, 3, 3)]  # A
+    # The confidence depends on its own tower only.
+    other = head.bbox_subnet if tower == "cls" else head.cls_subnet
+    own = head.cls_subnet if tower == "cls" else head.bbox_subnet
+    with torch.no_grad():
+        other[0].weight.add_(1.0)
+        assert torch.equal(head(feats)[2][0], conf[0])
+        own[0].weight.add_(1.0)
+        assert not torch.equal(head(feats)[2][0], conf[0])
+
+
+def test_bad_switches_raise():
+    with pytest.raises(ValueError, match="conf_tower"):
+        RetinaNetConfHead(
+            input_shape=[ShapeSpec(channels=4)],
+            num_classes=3,
+            conv_dims=[4],
+            num_anchors=1,
+            conf_tower="both",
+        )
+    with pytest.raises(ValueError, match="Unknown confidence loss"):
+        build_model(conf_loss_type="focal")
+    with pytest.raises(ValueError, match="Unknown score fusion"):
+        build_model(score_fusion="max")
+    with pytest.raises(ValueError, match="conf_loss_normalizer"):
+        build_model(conf_loss_normalizer="all")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize("head_cls", ["RetinaNetConfHead", "IoUAwareRetinaNetHead"])
+def test_seeded_training_step_and_inference(head_cls):
+    model = build_model(
+        {"RetinaNetConfHead": RetinaNetConfHead, "IoUAwareRetinaNetHead": IoUAwareRetinaNetHead}[
+            head_cls
+        ]
+    )
+    model.train()
+    with EventStorage() as storage:
+        losses = model(make_inputs())
+        assert set(losses) == {"loss_cls", "loss_box_reg", "loss_conf"}
+        for name, value in losses.items():
+            assert torch.isfinite(value) and value.item() > 0, name
+        sum(losses.values()).backward()
+        assert model.head.conf_pred.weight.grad.abs().sum() > 0
+        scalars = {k: v.latest() for k, v in storage.histories().items()}
+    for key in (
+        "mean_conf_pos",
+        "mean_iou_target",
+        "mean_cls_pos",
+        "corr_conf_iou",
+        "corr_cls_iou",
+    ):
+        assert f"objconf/{key}" in scalars
+    assert scalars["objconf/mean_conf_pos"] == pytest.approx(
+        0.5, abs=0.05
+    )  # bias 0, weights ~N(0, .01)
+    assert 0 < scalars["objconf/mean_iou_target"] <= 1
+    assert -1 <= scalars["objconf/corr_conf_iou"] <= 1
+
+    model.eval()
+    with torch.no_grad():
+        outputs = model(make_inputs())
+    assert len(outputs) == 2
+    for out, (h, w) in zip(outputs, [(200, 250), (250, 200)]):
+        inst = out["instances"]
+        assert inst.image_size == (h, w)
+        assert len(inst) <= model.max_detections_per_image
+        assert ((inst.scores > model.test_score_thresh) & (inst.scores <= 1)).all()
+
+
+@pytest.mark.parametrize("conf_loss_type", ["ce", "ce_w"])
+def test_images_without_ground_truth(conf_loss_type):
+    """No positives: no box loss, focal loss still defined, "ce" confidence loss 0 and "ce_w" the
+    negatives' term only, linear in w (normalised by max(N_pos, 1) = 1)."""
+    losses = {}
+    for w in (1e-4, 1e-3):
+        model = build_model(conf_loss_type=conf_loss_type, conf_neg_weight=w)
+        model.train()
+        with EventStorage():
+            losses[w] = model(make_inputs(with_gt=False))
+        assert all(torch.isfinite(v) for v in losses[w].values())
+        assert losses[w]["loss_box_reg"].item() == 0.0
+        assert losses[w]["loss_cls"].item() > 0
+    if conf_loss_type == "ce":
+        assert losses[1e-4]["loss_conf"].item() == 0.0
+    else:
+        assert losses[1e-4]["loss_conf"].item() > 0
+        assert losses[1e-3]["loss_conf"].item() == pytest.approx(
+            10 * losses[1e-4]["loss_conf"].item(), rel=1e-5
+        )
+
+
+def _loss_conf_and_inputs(model):
+    """loss_conf and the per-level box deltas / conf logits that produced it."""
+    model.train()
+    inputs = make_inputs()
+    images = model.preprocess_image(inputs)
+    features = model.backbone(images.tensor)
+    features = [features[f] for f in model.head_in_features]
+    predictions = model.head(features)
+    for level in predictions[1]:
+        level.retain_grad()
+    gt = [x["instances"] for x in inputs]
+    with EventStorage():
+        losses = model.forward_training(images, features, predictions, gt)
+    return losses, predictions
+
+
+def test_iou_target_equals_pairwise_iou_of_decoded_boxes():
+    model = build_model()
+    model.train()
+    inputs = make_inputs()
+    images = model.preprocess_image(inputs)
+    features = model.backbone(images.tensor)
+    features = [features[f] for f in model.head_in_features]
+    logits, deltas, conf = model._split_predictions(model.head(features))
+    anchors = model.anchor_generator(features)
+    gt_labels, gt_boxes = model.label_anchors(anchors, [x["instances"] for x in inputs])
+    labels = torch.stack(gt_labels)
+    pos_mask = (labels >= 0) & (labels != NUM_CLASSES)
+    assert pos_mask.sum() > 10
+    _, iou_target, _ = model._positive_predictions(
+        anchors, logits, deltas, conf, labels, pos_mask, gt_boxes
+    )
+
+    # Reference: decode every anchor of every image, take detectron2's pairwise IoU with the matched
+    # ground truth, keep the diagonal at the positives. Order: level by level, image-major inside.
+    all_anchors = Boxes.cat(anchors).tensor
+    expected = []
+    start = 0
+    for level_anchors in anchors:
+        end = start + len(level_anchors)
+        for n in range(len(inputs)):
+            decoded = model.box2box_transform.apply_deltas(torch.cat(deltas, dim=1)[n], all_anchors)
+            pos = pos_mask[n, start:end]
+            ious = pairwise_iou(Boxes(decoded[start:end][pos]), Boxes(gt_boxes[n][start:end][pos]))
+            expected.append(ious.diagonal())
+        start = end
+    expected = torch.cat(expected)
+    assert iou_target.shape == expected.shape
+    assert torch.allclose(iou_target, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detach_switch_blocks_or_passes_gradient_into_box_branch(detach):
+    model = build_model(detach_iou_target=detach)
+    losses, predictions = _loss_conf_and_inputs(model)
+    losses["loss_conf"].backward()
+    box_grad = sum(level.grad.abs().sum() for level in predictions[1] if level.grad is not None)
+    bbox_tower_grad = model.head.bbox_pred.weight.grad
+    if detach:
+        assert box_grad == 0
+        assert bbox_tower_grad is None or bbox_tower_grad.abs().sum() == 0
+    else:
+        assert box_grad > 0
+        assert bbox_tower_grad.abs().sum() > 0
+
+
+def test_loss_weights_scale_losses():
+    base, _ = _loss_conf_and_inputs(build_model())
+    scaled, _ = _loss_conf_and_inputs(
+        build_model(cls_loss_weight=2.0, box_loss_weight=0.5, conf_loss_weight=3.0)
+    )
+    for name, w in (("loss_cls", 2.0), ("loss_box_reg", 0.5), ("loss_conf", 3.0)):
+        assert scaled[name].item() == pytest.approx(w * base[name].item(), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- inference fusion
+
+
+@pytest.mark.parametrize(
+    "fusion, conf_thresh", [("product", None), ("cls*conf", 0.5), ("cls", 0.5)]
+)
+def test_fusion_applied_on_every_level_before_threshold(fusion, conf_thresh, monkeypatch):
+    """Spy on the per-level decoding (score threshold + top-k): every level, including p7 with 36
+    anchors (the authors' code fused only levels with > 1000 anchors), receives fused scores."""
+    model = build_model(score_fusion=fusion, conf_filter_thresh=conf_thresh)
+    model.eval()
+    inputs = make_inputs()[:1]
+    with torch.no_grad():
+        images = model.preprocess_image(inputs)
+        features = model.backbone(images.tensor)
+        features = [features[f] for f in model.head_in_features]
+        predictions = model.head(features)
+        logits, _, conf = model._split_predictions([[x.clone() for x in p] for p in predictions])
+        expected = [
+            fuse_scores(
+                x[0].sigmoid(), c[0].sigmoid(), method=fusion, alpha=0.4, conf_thresh=conf_thresh
+            )
+            for x, c in zip(logits, conf)
+        ]
+
+        seen = []
+        original = model._decode_per_level_predictions
+
+        def spy(anchors, pred_scores, *args, **kwargs):
+            seen.append(pred_scores.clone())
+            return original(anchors, pred_scores, *args, **kwargs)
+
+        monkeypatch.setattr(model, "_decode_per_level_predictions", spy)
+        model.forward_inference(images, features, predictions)
+    assert len(seen) == len(STRIDES)
+    assert min(len(s) for s in seen) == 36 < 1000
+    for got, want in zip(seen, expected):
+        assert torch.allclose(got, want, atol=1e-6)
+    if fusion != "cls":
+        assert not torch.allclose(seen[-1], logits[-1][0].sigmoid())
+
+
+# ----------------------------------------------------------------------------- misalignment analysis
+
+
+def test_misalignment_analysis_on_tiny_model():
+    from d2imbalance.analysis.misalignment import collect_from_model
+
+    model = build_model()
+    model.eval()
+    model.test_score_thresh = (
+        0.02  # untrained: fused scores start near 0.5**0.4 * 0.01**0.6 = 0.048
+    )
+    inp = make_inputs()[0]
+    result = collect_from_model(model, inp, name="img")
+    counts = result.counts()
+    # Positive anchors: detectron2's pairwise IoU of all anchors with the ground truth, > 0.5.
+    with torch.no_grad():
+        features = model.backbone(model.preprocess_image([inp]).tensor)
+        anchors = Boxes.cat(model.anchor_generator([features[f] for f in model.head_in_features]))
+    expected_pos = int(
+        (pairwise_iou(anchors, inp["instances"].gt_boxes).max(dim=1).values > 0.5).sum()
+    )
+    assert counts[("Positive_NUM", "iou>0.5")] == expected_pos > 0
+    # The candidates are what the model's own inference keeps (fused score > 0.02, top 1000 per level) ...
+    assert len(result.before.fused) == len(result.before.cls) == len(result.before.iou) > 0
+    assert (result.before.fused > 0.02).all() and 0 < len(result.after.fused) < len(
+        result.before.fused
+    )
+    assert counts[("Before NMS", "iou>0.5")] == int((result.before.iou > 0.5).sum())
+    # ... and NMS keeps the same boxes as the model's inference, before its 100-detection cap.
+    with torch.no_grad():
+        images = model.preprocess_image([inp])
+        features = model.backbone(images.tensor)
+        features = [features[f] for f in model.head_in_features]
+        model.max_detections_per_image = 10**6
+        detections = model.forward_inference(images, features, model.head(features))[0]
+    assert len(detections) == len(result.after.cls)
+    assert torch.allclose(
+        detections.scores.sort().values,
+        torch.from_numpy(result.after.fused).sort().values,
+        atol=1e-5,
+    )
