@@ -33,6 +33,10 @@ def _metrics(out):
     return [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
 
 
+def _training_iterations(out):
+    return [m["iteration"] for m in _metrics(out) if "total_loss" in m]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
@@ -50,8 +54,9 @@ def test_training_writes_checkpoints_metrics_config_and_coco_results(trained):
         assert (out / name).is_file(), name
     assert list(out.glob("events.out.tfevents.*")), "no TensorBoard event file"
     metrics = _metrics(out)
-    assert metrics[-1]["iteration"] == 19 and "bbox/AP" in metrics[-1] and "bbox/APs" in metrics[-1]
-    assert any("total_loss" in m and "eta_seconds" in m for m in metrics)
+    assert _training_iterations(out) == [4, 9, 14, 19]
+    assert metrics[-1]["iteration"] == 20 and "bbox/AP" in metrics[-1] and "bbox/APs" in metrics[-1]
+    assert all("eta_seconds" in m for m in metrics if "total_loss" in m)
     assert "No GPU found: running on CPU" in log
     assert "Dataset shapes_mini_train" in log  # validation ran
 
@@ -63,7 +68,7 @@ def test_resume_continues_from_the_last_checkpoint(trained):
         "train.max_iter=25", "train.eval_period=0", f"train.output_dir={out}",
     )
     assert "Resuming from" in log and "at iteration 20" in log
-    assert _metrics(out)[-1]["iteration"] == 24
+    assert _training_iterations(out) == [4, 9, 14, 19, 24]
 
 
 def test_eval_only_loads_the_checkpoint_and_writes_results(trained):
@@ -84,6 +89,6 @@ def test_two_cpu_processes_with_gloo(tmp_path):
         tmp_path, "--config-file", "Baselines/retinanet_shapes.py", "--num-gpus", "2", *MINI,
         "train.max_iter=4", "train.eval_period=0", f"train.output_dir={out}",
     )
-    assert "world_size=2" in log.replace(" ", "") or "Rank of current process: 0. World size: 2" in log
+    assert "Rank of current process: 0. World size: 2" in log
     assert (out / "model_final.pth").is_file()
-    assert _metrics(out)[-1]["iteration"] == 3
+    assert _training_iterations(out)[-1] == 3
