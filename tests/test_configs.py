@@ -22,6 +22,13 @@ def test_unknown_name_error_suggests_names():
         get_config_file("Baselines/retinanet_R_50_FPN_9x.py")
 
 
+def test_get_builds_the_model_in_eval_mode():
+    from d2imbalance import get
+
+    model = get("Baselines/retinanet_shapes.py", device="cpu")
+    assert not model.training and model.num_classes == 4
+
+
 def test_trained_weights_only_where_published():
     from d2imbalance import get_config
 

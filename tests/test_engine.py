@@ -53,3 +53,21 @@ def test_benchmark_runs_and_reports_ratios(tmp_path):
     for key in ("train_step_ms", "inference_ms_per_image", "peak_memory_mib"):
         assert result["baseline"][key] > 0 and result["method"][key] > 0
         assert saved["ratio"][key] == pytest.approx(result["method"][key] / result["baseline"][key])
+
+
+def test_setup_falls_back_to_cpu_disables_amp_and_warns_about_the_lr(tmp_path):
+    import torch
+
+    from d2imbalance.engine import default_argument_parser, setup
+
+    args = default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py",
+        "train.amp.enabled=True", "dataloader.train.total_batch_size=16", f"train.output_dir={tmp_path}",
+    ])
+    cfg = setup(args)
+    log = (tmp_path / "log.txt").read_text()
+    if not torch.cuda.is_available():
+        assert cfg.train.device == "cpu" and cfg.train.amp.enabled is False
+        assert "No GPU found: running on CPU" in log and "needs a GPU" in log
+    assert "optimizer.lr=0.01 with dataloader.train.total_batch_size=16" in log and "gives 0.04" in log
+    assert (tmp_path / "config.yaml").is_file()
