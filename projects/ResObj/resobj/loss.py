@@ -1,0 +1,116 @@
+"""Objectness + residual losses shared by RetinaNet-ResObj and the ResObj RPN, and their normaliser.
+
+Both detectors hand (N, R) logits and {1, 0, -1} labels to :func:`objectness_loss_sums`, which runs the
+cascade of ``cascade.py`` in the selected mode, writes the Figs. 2/4 training signals to detectron2's
+EventStorage, and returns un-normalised loss sums; the detector divides them by
+:class:`PositiveCountNormalizer`.
+"""
+from typing import Dict, Sequence
+
+import torch
+from torch import Tensor
+
+from d2imbalance._compat import require_detectron2
+
+from .cascade import (
+    GATE_MODES,
+    CascadeOutput,
+    cascade_statistics,
+    final_objectness,
+    residual_objectness_cascade,
+    summed_objectness_loss,
+)
+
+require_detectron2("resobj.loss")
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.events import get_event_storage  # noqa: E402
+
+__all__ = ["CASCADE_MODES", "objectness_loss_sums", "PositiveCountNormalizer"]
+
+#: "paper": Algorithm 1 (gated cascade, one loss per step); "official": chenjoya/resobj@15da804
+#: (one BCE on the summed logit, no gating, nothing detached).
+CASCADE_MODES = ("paper", "official")
+
+
+def check_cascade_options(cascade_mode: str, gate: str) -> None:
+    """Raise a ValueError naming the bad option (shared by both detectors' constructors)."""
+    if cascade_mode not in CASCADE_MODES:
+        raise ValueError(f"cascade_mode={cascade_mode!r} is not one of {CASCADE_MODES}.")
+    if gate not in GATE_MODES:
+        raise ValueError(f"gate={gate!r} is not one of {GATE_MODES}.")
+
+
+def objectness_loss_sums(
+    objectness: Tensor,
+    residuals: Sequence[Tensor],
+    labels: Tensor,
+    *,
+    cascade_mode: str,
+    gate: str,
+    detach: bool,
+    log_prefix: str,
+) -> Dict[str, Tensor]:
+    """Un-normalised objectness losses of one batch, plus EventStorage scalars.
+
+    Args:
+        objectness: (N, R) logits o_0.
+        residuals: T tensors (N, R), residual logits r_1..r_T.
+        labels: (N, R) anchor labels, 1 foreground, 0 background, -1 ignored.
+        cascade_mode: "paper" or "official" (see :data:`CASCADE_MODES`).
+        gate, detach: see :func:`resobj.cascade.residual_objectness_cascade` (paper mode only).
+        log_prefix: EventStorage name prefix, e.g. "resobj/".
+
+    Returns:
+        paper mode: {"obj": L_obj, "res_t1": L_1, ..., "res_tT": L_T};
+        official mode: {"obj": BCE of o_0 + sum_t r_t}.
+        Every value is a scalar sum over anchors.
+    """
+    if cascade_mode == "paper":
+        out = residual_objectness_cascade(objectness, residuals, labels, gate=gate, detach=detach)
+        sums = {"obj": out.loss_obj}
+        sums.update({f"res_t{t}": loss for t, loss in enumerate(out.loss_res, start=1)})
+    else:
+        sums = {"obj": summed_objectness_loss(objectness, residuals, labels)}
+        # No gate in this mode: log the partial sums o_0 + r_1 + ... + r_t at each step instead.
+        steps = [final_objectness(objectness, residuals, step=t) for t in range(len(residuals) + 1)]
+        out = CascadeOutput(loss_obj=sums["obj"], loss_res=[], logits=steps, gates=[], min_pos=[])
+    storage = get_event_storage()
+    for name, value in cascade_statistics(out, labels).items():
+        storage.put_scalar(log_prefix + name, value)
+    return sums
+
+
+class PositiveCountNormalizer:
+    """Loss normaliser: the number of positive anchors of the batch, smoothed by an EMA.
+
+    RetinaNet [13] and the paper's Detectron implementation divide by the number of foreground anchors;
+    detectron2's RetinaNet (our baseline) smooths it with an EMA (momentum 0.9) because with 1-2 images
+    per GPU the count varies a lot. ``momentum=0`` gives the plain per-batch count. The EMA starts at the
+    first observed count (detectron2 starts at 100, a COCO-specific value). Values are clamped to >= 1,
+    so a batch without positives divides by 1, never by 0.
+
+    With ``all_reduce=True`` the count is averaged over the workers of a multi-GPU run before use, so
+    every worker divides by the same number and the result does not depend on how images are spread
+    over GPUs; detectron2's RetinaNet and the authors' code normalise per GPU (``all_reduce=False``).
+    """
+
+    def __init__(self, *, momentum: float = 0.9, all_reduce: bool = True):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"loss normaliser momentum={momentum} must be in [0, 1).")
+        self.momentum = momentum
+        self.all_reduce = all_reduce
+        self.value = None  # the current EMA; None until the first batch
+
+    def __call__(self, num_pos: Tensor) -> float:
+        """Update with this batch's positive count (an integer tensor) and return the normaliser."""
+        count = num_pos.detach().float()
+        if self.all_reduce and comm.get_world_size() > 1:
+            count = count.clone()
+            torch.distributed.all_reduce(count)
+            count = count / comm.get_world_size()
+        count = max(count.item(), 1.0)
+        if self.value is None or self.momentum == 0.0:
+            self.value = count
+        else:
+            self.value = self.momentum * self.value + (1.0 - self.momentum) * count
+        return self.value

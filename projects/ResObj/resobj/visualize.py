@@ -1,0 +1,186 @@
+"""Figures of the paper from our runs: objectness curves (Figs. 2 and 4) and per-step detections (Fig. 5).
+
+The command-line wrappers are tools/plot_objectness_curves.py and tools/draw_resobj_steps.py. Plotting
+needs only matplotlib; running a model (:func:`detections_per_step`) needs detectron2.
+"""
+import json
+import os
+import re
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "read_objectness_curves",
+    "plot_objectness_curves",
+    "detections_per_step",
+    "draw_detection_steps",
+]
+
+_CURVE_KEY = re.compile(r"^(?P<prefix>.*)obj_(?P<kind>pos|neg)_t(?P<step>\d+)$")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_objectness_curves(
+    metrics_path: str, prefix: Optional[str] = None
+) -> Tuple[str, Dict[Tuple[str, int], Tuple[List[int], List[float]]]]:
+    """Read the mean positive / negative objectness per step from a detectron2 metrics.json.
+
+    metrics.json holds one JSON object per line with an "iteration" and the EventStorage scalars, among
+    them ``<prefix>obj_pos_t{t}`` and ``<prefix>obj_neg_t{t}`` written by RetinaNet-ResObj ("resobj/")
+    and the ResObj RPN ("rpn_resobj/").
+
+    Args:
+        metrics_path: path of metrics.json.
+        prefix: scalar-name prefix; None picks the first one found.
+
+    Returns:
+        (prefix, {("pos" | "neg", t): (iterations, values)}).
+
+    Raises:
+        ValueError: when the file has no objectness scalars (with the prefix, if given).
+    """
+    curves: Dict[Tuple[str, int], Tuple[List[int], List[float]]] = defaultdict(lambda: ([], []))
+    with open(metrics_path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            record = json.loads(line)
+            if "iteration" not in record:
+                continue
+            for key, value in record.items():
+                m = _CURVE_KEY.match(key)
+                if m is None:
+                    continue
+                if prefix is None:
+                    prefix = m.group("prefix")
+                if m.group("prefix") != prefix:
+                    continue
+                its, vals = curves[(m.group("kind"), int(m.group("step")))]
+                its.append(int(record["iteration"]))
+                vals.append(float(value))
+    if not curves:
+        wanted = f" with prefix {prefix!r}" if prefix else ""
+        raise ValueError(
+            f"{metrics_path} has no objectness scalars (obj_pos_t*/obj_neg_t*){wanted}; it must come from "
+            "training a ResObj config (configs/ResObj/*)."
+        )
+    return prefix, dict(curves)
+
+
+def plot_objectness_curves(metrics_path: str, output_path: str, prefix: Optional[str] = None) -> str:
+    """Plot mean objectness of positives (solid) and negatives (dashed) per step t over training, as
+    in Figs. 2 (T=0) and 4 (T=2) of the paper, and save it as a PNG. Returns ``output_path``."""
+    prefix, curves = read_objectness_curves(metrics_path, prefix)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    steps = sorted({t for _, t in curves})
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(steps), 1)))
+    for color, t in zip(colors, steps):
+        for kind, style, label in (("pos", "-", "positives"), ("neg", "--", "negatives")):
+            if (kind, t) in curves:
+                its, vals = curves[(kind, t)]
+                ax.plot(its, vals, style, color=color, label=f"{label}, step {t}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("mean objectness score")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_title(f"Average objectness per step ({prefix or 'resobj'})")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    fig.savefig(output_path)
+    plt.close(fig)
+    return output_path
+
+
+def detections_per_step(model, image: np.ndarray, augmentations: Sequence = ()) -> List:
+    """Run a :class:`resobj.RetinaNetResObj` on one image with the objectness of each step t = 0..T.
+
+    Args:
+        model: a RetinaNetResObj (any device); put in eval mode here and restored afterwards.
+        image: (H, W, 3) uint8 image in ``model.input_format``.
+        augmentations: detectron2 test-time augmentations (e.g. ResizeShortestEdge) applied before the
+            model; boxes come back in the coordinates of ``image``.
+
+    Returns:
+        T+1 detectron2 ``Instances`` on CPU, the detections with o_0, o_1, ..., o_T.
+    """
+    from d2imbalance._compat import require_detectron2
+
+    require_detectron2("resobj.visualize.detections_per_step")
+    import torch
+    from detectron2.data import transforms as T
+
+    from .meta_arch import RetinaNetResObj
+
+    if not isinstance(model, RetinaNetResObj):
+        raise ValueError(f"per-step detections need a RetinaNetResObj model, got {type(model).__name__}.")
+    height, width = image.shape[:2]
+    aug_input = T.AugInput(image)
+    T.AugmentationList(list(augmentations))(aug_input)
+    array = aug_input.image
+    tensor = torch.as_tensor(np.ascontiguousarray(array.transpose(2, 0, 1)).astype("float32"))
+    inputs = [{"image": tensor, "height": height, "width": width}]
+    was_training, saved_step = model.training, model.test_objectness_step
+    model.eval()
+    results = []
+    try:
+        with torch.no_grad():
+            for t in range(model.num_steps + 1):
+                model.test_objectness_step = t
+                results.append(model(inputs)[0]["instances"].to("cpu"))
+    finally:
+        model.test_objectness_step = saved_step
+        model.train(was_training)
+    return results
+
+
+def draw_detection_steps(
+    image_rgb: np.ndarray,
+    detections: Sequence,
+    output_path: str,
+    *,
+    score_thresh: float = 0.4,
+    class_names: Optional[Sequence[str]] = None,
+) -> str:
+    """Draw one panel per step with the detections scoring above ``score_thresh`` (Fig. 5 uses 0.4).
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB image.
+        detections: T+1 ``Instances`` with pred_boxes, scores, pred_classes (from
+            :func:`detections_per_step`).
+        output_path: PNG to write. Returns it.
+    """
+    plt = _pyplot()
+    n = len(detections)
+    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 4.0 * image_rgb.shape[0] / image_rgb.shape[1] + 0.5), dpi=100)
+    axes = np.atleast_1d(axes)
+    for t, (ax, inst) in enumerate(zip(axes, detections)):
+        ax.imshow(image_rgb)
+        keep = inst.scores > score_thresh
+        boxes = inst.pred_boxes.tensor[keep].tolist()
+        scores = inst.scores[keep].tolist()
+        classes = inst.pred_classes[keep].tolist()
+        for (x0, y0, x1, y1), s, c in zip(boxes, scores, classes):
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", linewidth=1.5))
+            name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
+            ax.text(x0, y0, f"{name} {s:.2f}", color="black", fontsize=7, va="bottom",
+                    bbox=dict(facecolor="lime", alpha=0.7, pad=1, linewidth=0))
+        ax.set_title(f"step t={t} ({len(scores)} > {score_thresh})", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    fig.savefig(output_path)
+    plt.close(fig)
+    return output_path
