@@ -5,6 +5,7 @@ at module level). Without detectron2 they are skipped, and the run ends with a l
 a green run on a machine without detectron2 is never mistaken for a full one.
 """
 import os
+import tempfile
 
 import pytest
 
@@ -12,6 +13,8 @@ from d2imbalance._compat import detectron2_available
 
 # Keep CPU tests deterministic in thread count and quiet about missing GPUs.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Generated datasets (shapes) go to a throw-away directory, not the user's cache, unless one is set.
+os.environ.setdefault("D2IMBALANCE_CACHE", tempfile.mkdtemp(prefix="d2imbalance-test-cache-"))
 
 _SKIP_REASON = "detectron2 is not installed (see README: Install for real use)"
 

@@ -71,3 +71,19 @@ def test_setup_falls_back_to_cpu_disables_amp_and_warns_about_the_lr(tmp_path):
         assert "No GPU found: running on CPU" in log and "needs a GPU" in log
     assert "optimizer.lr=0.01 with dataloader.train.total_batch_size=16" in log and "gives 0.04" in log
     assert (tmp_path / "config.yaml").is_file()
+
+
+def test_prediction_pictures_have_one_row_per_image(tmp_path):
+    import cv2
+    import torch
+    from detectron2.config import instantiate
+
+    from d2imbalance import get_config
+    from d2imbalance.visualize import draw_predictions
+
+    torch.save({"model": instantiate(get_config("Baselines/retinanet_shapes.py").model).state_dict()},
+               tmp_path / "m.pth")
+    out = draw_predictions("Baselines/retinanet_shapes.py", str(tmp_path / "m.pth"), "shapes_mini_val",
+                           str(tmp_path / "p.png"), num_images=2, score_thresh=0.0)
+    picture = cv2.imread(out)
+    assert picture.shape[0] >= 2 * 224 and picture.shape[1] >= 2 * 224
