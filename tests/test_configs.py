@@ -50,9 +50,9 @@ def test_required_layout_is_present():
 
 
 @pytest.mark.parametrize("name", available_configs())
-def test_every_config_instantiates_its_model(name):
+def test_every_config_instantiates_its_model_and_saves(name, tmp_path):
     import torch
-    from detectron2.config import instantiate
+    from detectron2.config import LazyConfig, instantiate
 
     from d2imbalance import get_config
 
@@ -61,3 +61,6 @@ def test_every_config_instantiates_its_model(name):
     assert isinstance(model, torch.nn.Module)
     for key in ("dataloader", "optimizer", "lr_multiplier", "train"):
         assert key in cfg, f"{name} lacks {key}"
+    # train_net saves every run's config; this resolves every interpolation in it.
+    LazyConfig.save(cfg, str(tmp_path / "config.yaml"))
+    assert (tmp_path / "config.yaml").is_file()

@@ -21,9 +21,9 @@ model.proposal_generator.normalize_by = "num_sampled"  # RPN's own 256 x #images
 model.proposal_generator.count_sampled = False  # M over the matcher's positives, before subsampling
 
 # Inside a list "${..}" refers to the list itself: "${...}" reaches dataloader.
-coco_evaluator = dataloader.evaluator
-coco_evaluator.dataset_name = "${...test.dataset.names}"
-dataloader.evaluator = [coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
+_coco_evaluator = dataloader.evaluator
+_coco_evaluator.dataset_name = "${...test.dataset.names}"
+dataloader.evaluator = [_coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
 
 train.trained_checkpoint = ""  # no published weights for this model
 train.output_dir = "./output/faster_rcnn_scb_R_50_FPN_1x"

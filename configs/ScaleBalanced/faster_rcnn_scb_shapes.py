@@ -16,7 +16,7 @@ model.proposal_generator.normalize_by = "num_sampled"
 model.proposal_generator.count_sampled = False
 
 # Inside a list "${..}" refers to the list itself: "${...}" reaches dataloader.
-coco_evaluator = dataloader.evaluator
-coco_evaluator.dataset_name = "${...test.dataset.names}"
-dataloader.evaluator = [coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
+_coco_evaluator = dataloader.evaluator
+_coco_evaluator.dataset_name = "${...test.dataset.names}"
+dataloader.evaluator = [_coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
 train.output_dir = "./output/faster_rcnn_scb_shapes"

@@ -20,9 +20,9 @@ model.normalize_by = "num_pos"  # EMA of #positives as RetinaNet; "weight_sum" =
 
 # COCO AP/AR and, beside it, recall by size at confidence 0.01 / 0.1 / 0.3 (NMS 0.45, top 200).
 # Inside a list "${..}" refers to the list itself: "${...}" reaches dataloader.
-coco_evaluator = dataloader.evaluator
-coco_evaluator.dataset_name = "${...test.dataset.names}"
-dataloader.evaluator = [coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
+_coco_evaluator = dataloader.evaluator
+_coco_evaluator.dataset_name = "${...test.dataset.names}"
+dataloader.evaluator = [_coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
 
 train.trained_checkpoint = ""  # no published weights for this model
 train.output_dir = "./output/retinanet_scb_R_50_FPN_1x"

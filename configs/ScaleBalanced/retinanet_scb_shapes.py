@@ -18,7 +18,7 @@ model.weight_box_loss = False
 model.normalize_by = "num_pos"
 
 # Inside a list "${..}" refers to the list itself: "${...}" reaches dataloader.
-coco_evaluator = dataloader.evaluator
-coco_evaluator.dataset_name = "${...test.dataset.names}"
-dataloader.evaluator = [coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
+_coco_evaluator = dataloader.evaluator
+_coco_evaluator.dataset_name = "${...test.dataset.names}"
+dataloader.evaluator = [_coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
 train.output_dir = "./output/retinanet_scb_shapes"
