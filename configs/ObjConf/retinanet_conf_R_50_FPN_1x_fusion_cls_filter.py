@@ -1,0 +1,11 @@
+"""Table 4 ablation, inference only: fused score "cls(obj>0.5): class score, boxes with conf <= 0.5
+dropped" (paper: 35.8 AP).
+
+Evaluate a checkpoint of retinanet_conf_R_50_FPN_1x.py with --eval-only train.init_checkpoint=...
+"""
+
+from .retinanet_conf_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
+
+model.score_fusion = "cls"
+model.conf_filter_thresh = 0.5
+train.output_dir = "./output/retinanet_conf_R_50_FPN_1x_fusion_cls_filter"
