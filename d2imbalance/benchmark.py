@@ -3,11 +3,12 @@
 Both models are built from their configs, warmed up, then timed interleaved (the order alternates
 every iteration) so that machine noise hits both alike. Reported: median training step (forward +
 backward + optimizer step), median inference time per image, peak memory (max allocated on GPU;
-on CPU the growth of peak RSS while training, measured in a fresh child process per model so one
-model's freed memory cannot hide in the other's number), and the method / baseline ratios.
+on CPU the growth of peak RSS while training, the median of three fresh child processes per model,
+so one model's freed memory cannot hide in the other's number), and the method / baseline ratios.
 """
 import json
 import multiprocessing
+import os
 import statistics
 import time
 from contextlib import nullcontext
@@ -140,10 +141,30 @@ def _proc_status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status (peak RSS needs Linux).")
 
 
+# glibc serves allocations above this size with mmap and returns them to the OS when freed, so RSS
+# follows the live tensors instead of keeping freed heap pages (which made repeated CPU measurements
+# of one model differ by up to 16%).
+_CHILD_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+CPU_MEMORY_REPEATS = 3
+
+
 def _peak_memory_in_child(config: str, settings: BenchmarkSettings) -> float:
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(_peak_memory_mib, (config, settings))
+    """Median over fresh spawned processes of :func:`_peak_memory_mib` (CPU)."""
+    saved = {key: os.environ.get(key) for key in _CHILD_MALLOC_ENV}
+    os.environ.update(_CHILD_MALLOC_ENV)  # read by glibc when the child starts
+    try:
+        context = multiprocessing.get_context("spawn")
+        peaks = []
+        for _ in range(CPU_MEMORY_REPEATS):
+            with context.Pool(1) as pool:
+                peaks.append(pool.apply(_peak_memory_mib, (config, settings)))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return statistics.median(peaks)
 
 
 def run_benchmark(method: str, baseline: str, settings: BenchmarkSettings) -> Dict:
