@@ -25,11 +25,29 @@ require_detectron2("resobj.loss")
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
 
-__all__ = ["CASCADE_MODES", "objectness_loss_sums", "PositiveCountNormalizer"]
+__all__ = ["CASCADE_MODES", "check_cascade_head", "check_cascade_options", "objectness_loss_sums", "PositiveCountNormalizer"]
 
 #: "paper": Algorithm 1 (gated cascade, one loss per step); "official": chenjoya/resobj@15da804
 #: (one BCE on the summed logit, no gating, nothing detached).
 CASCADE_MODES = ("paper", "official")
+
+
+def check_cascade_head(head, cascade_mode: str, head_class: str) -> None:
+    """A cascade head must expose ``num_steps`` and ``isolate_residual_grad``; the authors'-code mode
+    trains one summed logit, so nothing may be detached.
+
+    Raises:
+        ValueError: naming the head or the setting and the fix.
+    """
+    for attr in ("num_steps", "isolate_residual_grad"):
+        if not hasattr(head, attr):
+            raise ValueError(f"head {type(head).__name__} has no attribute {attr!r}; use resobj.{head_class}.")
+    if cascade_mode == "official" and head.isolate_residual_grad:
+        raise ValueError(
+            "cascade_mode='official' trains o_0 and the residuals through one summed logit, with nothing "
+            "detached; set head.isolate_residual_grad=False (see configs/ResObj/"
+            "retinanet_resobj_official_R_50_FPN_1x.py)."
+        )
 
 
 def check_cascade_options(cascade_mode: str, gate: str) -> None:

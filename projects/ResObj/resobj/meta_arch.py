@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from d2imbalance._compat import require_detectron2
 
 from .cascade import final_objectness, fuse_scores
-from .loss import PositiveCountNormalizer, check_cascade_options, objectness_loss_sums
+from .loss import PositiveCountNormalizer, check_cascade_head, check_cascade_options, objectness_loss_sums
 
 require_detectron2("resobj.meta_arch")
 from detectron2.layers import cat  # noqa: E402
@@ -101,15 +101,7 @@ class RetinaNetResObj(RetinaNet):
             input_format=input_format,
         )
         check_cascade_options(cascade_mode, gate)
-        for attr in ("num_steps", "isolate_residual_grad"):
-            if not hasattr(head, attr):
-                raise ValueError(f"head {type(head).__name__} has no attribute {attr!r}; use resobj.ResObjHead.")
-        if cascade_mode == "official" and head.isolate_residual_grad:
-            raise ValueError(
-                "cascade_mode='official' trains o_0 and the residuals through one summed logit, with nothing "
-                "detached; set head.isolate_residual_grad=False (see configs/ResObj/"
-                "retinanet_resobj_official_R_50_FPN_1x.py)."
-            )
+        check_cascade_head(head, cascade_mode, "ResObjHead")
         self.cascade_mode = cascade_mode
         self.gate = gate
         self.test_objectness_step = test_objectness_step

@@ -14,7 +14,7 @@ from d2imbalance._compat import require_detectron2
 
 from .cascade import final_objectness
 from .head import prior_bias
-from .loss import PositiveCountNormalizer, check_cascade_options, objectness_loss_sums
+from .loss import PositiveCountNormalizer, check_cascade_head, check_cascade_options, objectness_loss_sums
 
 require_detectron2("resobj.rpn")
 from detectron2.config import configurable  # noqa: E402
@@ -182,11 +182,7 @@ class ResObjRPN(RPN):
             smooth_l1_beta=smooth_l1_beta,
         )
         check_cascade_options(cascade_mode, gate)
-        for attr in ("num_steps", "isolate_residual_grad"):
-            if not hasattr(head, attr):
-                raise ValueError(f"head {type(head).__name__} has no attribute {attr!r}; use resobj.ResObjRPNHead.")
-        if cascade_mode == "official" and head.isolate_residual_grad:
-            raise ValueError("cascade_mode='official' needs head.isolate_residual_grad=False (one summed logit).")
+        check_cascade_head(head, cascade_mode, "ResObjRPNHead")
         if loss_normalizer not in RPN_NORMALIZERS:
             raise ValueError(f"loss_normalizer={loss_normalizer!r} is not one of {RPN_NORMALIZERS}.")
         self.cascade_mode = cascade_mode

@@ -165,25 +165,37 @@ class RetinaNetSCB(RetinaNet):
             alpha=self.focal_loss_alpha,
             gamma=self.focal_loss_gamma,
         )
-        if self.weight_box_loss:
-            all_anchors = Boxes.cat(anchors).tensor  # (R, 4)
-            loss_box_reg = weighted_box_loss(
-                all_anchors.expand(num_images, -1, -1)[pos_mask],
-                cat(pred_anchor_deltas, dim=1)[pos_mask],
-                torch.stack(gt_boxes)[pos_mask],
-                pos_weights,
-                box2box_transform=self.box2box_transform,
-                loss_type=self.box_reg_loss_type,
-                smooth_l1_beta=self.smooth_l1_beta,
-            )
-        else:
-            loss_box_reg = _dense_box_regression_loss(
-                anchors,
-                self.box2box_transform,
-                pred_anchor_deltas,
-                gt_boxes,
-                pos_mask,
-                box_reg_loss_type=self.box_reg_loss_type,
-                smooth_l1_beta=self.smooth_l1_beta,
-            )
+        loss_box_reg = dense_box_loss(
+            self, anchors, pred_anchor_deltas, gt_boxes, pos_mask, pos_weights if self.weight_box_loss else None
+        )
         return {"loss_cls": loss_cls / normalizer, "loss_box_reg": loss_box_reg / normalizer}
+
+
+def dense_box_loss(detector, anchors, pred_anchor_deltas, gt_boxes, pos_mask, pos_weights=None):
+    """Box-regression loss summed over positive anchors, each weighted by W (Eq. 2) when
+    ``pos_weights`` is given, else detectron2's unweighted dense loss.
+
+    Args:
+        detector: a RetinaNet or RPN (its box2box_transform, box_reg_loss_type, smooth_l1_beta).
+        anchors: L Boxes; pred_anchor_deltas: L tensors (N, Hi*Wi*A, 4); gt_boxes: N tensors (R, 4).
+        pos_mask: (N, R) bool. pos_weights: (P,) weights of the positives in pos_mask order, or None.
+    """
+    if pos_weights is None:
+        return _dense_box_regression_loss(
+            anchors,
+            detector.box2box_transform,
+            pred_anchor_deltas,
+            gt_boxes,
+            pos_mask,
+            box_reg_loss_type=detector.box_reg_loss_type,
+            smooth_l1_beta=detector.smooth_l1_beta,
+        )
+    return weighted_box_loss(
+        Boxes.cat(anchors).tensor.expand(pos_mask.shape[0], -1, -1)[pos_mask],
+        cat(pred_anchor_deltas, dim=1)[pos_mask],
+        torch.stack(gt_boxes)[pos_mask],
+        pos_weights,
+        box2box_transform=detector.box2box_transform,
+        loss_type=detector.box_reg_loss_type,
+        smooth_l1_beta=detector.smooth_l1_beta,
+    )

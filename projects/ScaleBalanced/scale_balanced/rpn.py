@@ -11,14 +11,13 @@ from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.modeling.proposal_generator.rpn import RPN
-from detectron2.modeling.box_regression import _dense_box_regression_loss
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import get_event_storage
 from torch import Tensor
 
-from .loss import weighted_bce_loss, weighted_box_loss
+from .loss import weighted_bce_loss
 from .matching import record_matches
-from .meta_arch import check_scb_args, gt_areas
+from .meta_arch import check_scb_args, dense_box_loss, gt_areas
 from .weights import batch_scale_balanced_weights
 
 __all__ = ["ScaleBalancedRPN"]
@@ -107,26 +106,9 @@ class ScaleBalancedRPN(RPN):
             gt_labels[valid_mask].to(torch.float32),
             weights[valid_mask],
         )
-        if self.weight_box_loss:
-            localization_loss = weighted_box_loss(
-                Boxes.cat(anchors).tensor.expand(num_images, -1, -1)[pos_mask],
-                cat(pred_anchor_deltas, dim=1)[pos_mask],
-                torch.stack(gt_boxes)[pos_mask],
-                weights[pos_mask],
-                box2box_transform=self.box2box_transform,
-                loss_type=self.box_reg_loss_type,
-                smooth_l1_beta=self.smooth_l1_beta,
-            )
-        else:
-            localization_loss = _dense_box_regression_loss(
-                anchors,
-                self.box2box_transform,
-                pred_anchor_deltas,
-                gt_boxes,
-                pos_mask,
-                box_reg_loss_type=self.box_reg_loss_type,
-                smooth_l1_beta=self.smooth_l1_beta,
-            )
+        localization_loss = dense_box_loss(
+            self, anchors, pred_anchor_deltas, gt_boxes, pos_mask, weights[pos_mask] if self.weight_box_loss else None
+        )
         if self.normalize_by == "weight_sum":
             normalizer = max(weights[valid_mask].sum().item(), 1.0)
         else:
