@@ -78,7 +78,10 @@ class _Runner:
         self.settings = settings
         self.model = instantiate(get_config(config).model).to(settings.device)
         self.inputs = synthetic_batch(settings, _num_classes(self.model))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-5, momentum=0.9)
+        # lr 0: the step does all of SGD's arithmetic but leaves the weights alone. Randomly initialised
+        # R50 models (FrozenBN, no ImageNet weights offline) have losses in the thousands and would
+        # diverge within a few steps at any lr; this way every timed step sees the same model.
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.0, momentum=0.9)
         device_type = "cuda" if settings.device.startswith("cuda") else "cpu"
         dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
         self._autocast = (lambda: torch.autocast(device_type, dtype=dtype)) if settings.amp else nullcontext
