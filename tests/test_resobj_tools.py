@@ -87,7 +87,7 @@ def test_draw_steps_cli(tmp_path):
     torch.save({"model": instantiate(LazyConfig.load(str(config)).model).state_dict()}, tmp_path / "model.pth")
     cv2.imwrite(str(tmp_path / "img.png"), (np.random.default_rng(0).random((100, 140, 3)) * 255).astype("uint8"))
     load_tool("draw_resobj_steps").main([
-        "--config-file", str(config), "--weights", str(tmp_path / "model.pth"),
+        "--config-file", str(config), "--checkpoint", str(tmp_path / "model.pth"),
         "--image", str(tmp_path / "img.png"), "-o", str(tmp_path / "steps.png"),
     ])
     assert (tmp_path / "steps.png").stat().st_size > 1000

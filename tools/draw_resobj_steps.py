@@ -2,7 +2,7 @@
 """Draw one image's RetinaNet-ResObj detections with the objectness of each step t = 0..T (paper Fig. 5).
 
     python tools/draw_resobj_steps.py --config-file ResObj/retinanet_resobj_shapes.py \
-        --weights output/retinanet_resobj_shapes/model_final.pth --image img.png -o steps.png
+        --checkpoint output/retinanet_resobj_shapes/model_final.pth --image img.png -o steps.png
 
 Trailing key=value arguments override the config, as in train_net.py.
 """
@@ -15,7 +15,7 @@ from d2imbalance._compat import require_detectron2
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, help="a RetinaNet-ResObj config (path or name under configs/)")
-    parser.add_argument("--weights", default=None, help="checkpoint; default <train.output_dir>/model_final.pth")
+    parser.add_argument("--checkpoint", default=None, help="checkpoint; default <train.output_dir>/model_final.pth")
     parser.add_argument("--image", required=True, help="image file")
     parser.add_argument("-o", "--output", default="resobj_steps.png", help="PNG to write")
     parser.add_argument("--score-thresh", type=float, default=0.4, help="draw scores above this (Fig. 5: 0.4)")
@@ -34,7 +34,7 @@ def main(argv=None):
     from resobj.visualize import detections_per_step, draw_detection_steps
 
     cfg = LazyConfig.apply_overrides(LazyConfig.load(get_config_file(args.config_file)), args.opts)
-    weights = args.weights or os.path.join(cfg.train.output_dir, "model_final.pth")
+    weights = args.checkpoint or os.path.join(cfg.train.output_dir, "model_final.pth")
     model = instantiate(cfg.model).to(args.device)
     print(load_checkpoint_with_report(model, weights).describe())
     image = read_image(args.image, format=model.input_format)
