@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from d2imbalance.analysis.compare_runs import final_metrics, markdown_table
+from d2imbalance.analysis.compare_runs import final_metrics, markdown_table, parse_run_argument
 
 
 def _run(tmp_path, name, ap, time=1.0):
@@ -30,3 +30,10 @@ def test_missing_or_unevaluated_runs_are_named(tmp_path):
     (out / "metrics.json").write_text(json.dumps({"iteration": 1, "total_loss": 1.0}))
     with pytest.raises(ValueError, match="no bbox evaluation"):
         final_metrics(str(out))
+
+
+def test_run_arguments_split_at_the_last_equals_sign():
+    assert parse_run_argument("ResObj (T=2)=runs/resobj") == ("ResObj (T=2)", "runs/resobj")
+    for bad in ("runs/resobj", "=runs/x", "label="):
+        with pytest.raises(ValueError, match="LABEL=OUTPUT_DIR"):
+            parse_run_argument(bad)

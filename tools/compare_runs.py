@@ -5,15 +5,14 @@
 """
 import argparse
 
-from d2imbalance.analysis.compare_runs import markdown_table
+from d2imbalance.analysis.compare_runs import markdown_table, parse_run_argument
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="LABEL=OUTPUT_DIR")
     args = parser.parse_args()
-    pairs = []
-    for item in args.runs:
-        if "=" not in item:
-            parser.error(f"{item!r} is not LABEL=OUTPUT_DIR, e.g. RetinaNet=output/retinanet_shapes")
-        pairs.append(tuple(item.split("=", 1)))
+    try:
+        pairs = [parse_run_argument(item) for item in args.runs]
+    except ValueError as e:
+        parser.error(str(e))
     print(markdown_table(pairs))

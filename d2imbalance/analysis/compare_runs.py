@@ -32,6 +32,14 @@ def final_metrics(output_dir: str) -> Dict:
     }
 
 
+def parse_run_argument(item: str) -> Tuple[str, str]:
+    """``"LABEL=OUTPUT_DIR"`` -> (label, dir), split at the last "=" so labels may hold one ("T=2")."""
+    label, sep, output_dir = item.rpartition("=")
+    if not sep or not label or not output_dir:
+        raise ValueError(f"{item!r} is not LABEL=OUTPUT_DIR, e.g. RetinaNet=output/retinanet_shapes")
+    return label, output_dir
+
+
 def markdown_table(runs: Sequence[Tuple[str, str]]) -> str:
     """``runs``: (label, output_dir) pairs; the first is the baseline the ΔAP column refers to."""
     results: List[Tuple[str, Dict]] = [(label, final_metrics(d)) for label, d in runs]
