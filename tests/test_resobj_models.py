@@ -188,7 +188,8 @@ def test_image_without_ground_truth():
 
 def test_zero_steps_is_retinanet_obj():
     """T=0 is RetinaNet-Obj: its losses are sigmoid CE on positives, BCE objectness on valid anchors
-    and the box loss, each / num_pos (first step: the EMA starts at the batch count); and the shared
+    and the box loss, each / the normaliser 0.9 * 100 + 0.1 * num_pos (first step of the EMA that
+    starts at 100); and the shared
     branches of a T=2 model with the same weights give identical losses."""
     from detectron2.layers import cat
     from detectron2.modeling.box_regression import _dense_box_regression_loss
@@ -209,7 +210,7 @@ def test_zero_steps_is_retinanet_obj():
         gt_labels, gt_boxes = obj.label_anchors(anchors, [b["instances"] for b in batch])
         labels = torch.stack(gt_labels)
         valid, pos = labels >= 0, (labels >= 0) & (labels < NUM_CLASSES)
-        n = pos.sum().item()
+        n = 0.9 * 100 + 0.1 * pos.sum().item()
         o = cat(objectness, 1).squeeze(2)
         ref_obj = F.binary_cross_entropy_with_logits(o[valid], pos[valid].float(), reduction="sum") / n
         onehot = F.one_hot(labels[pos], NUM_CLASSES).float()
@@ -405,9 +406,9 @@ def test_rpn_normalizer_options():
     base, _ = train_step(tiny_faster_rcnn(1), images())
     by_pos, scalars = train_step(tiny_faster_rcnn(1, loss_normalizer="num_pos"), images())
     n_pos = scalars["rpn/num_pos_anchors"] * 2
-    # 256 per image x 2 images vs the positive count (first step: EMA = the count itself).
+    # 256 per image x 2 images vs the positive-count EMA after one step: 0.9 * 100 + 0.1 * count.
     ratio = by_pos["loss_rpn_cls"].item() / base["loss_rpn_cls"].item()
-    assert ratio == pytest.approx(512 / max(n_pos, 1), rel=1e-4)
+    assert ratio == pytest.approx(512 / (90 + 0.1 * max(n_pos, 1)), rel=1e-4)
     with pytest.raises(ValueError, match="loss_normalizer='mean'"):
         tiny_faster_rcnn(1, loss_normalizer="mean")
     assert math.isfinite(ratio)

@@ -10,6 +10,8 @@ its smoothing). Their hidden convs keep PyTorch's default init; ours use N(0, 0.
 from .retinanet_resobj_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
 
 model.cascade_mode = "official"
+model.test_score_thresh = 0.05  # the authors' code (detectron2's RetinaNet test settings)
+model.test_nms_thresh = 0.5
 model.head.num_steps = 1
 model.head.isolate_residual_grad = False
 model.head.objectness_conv_dim = 256  # the tower width, as in the authors' head

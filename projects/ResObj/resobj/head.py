@@ -11,7 +11,7 @@ require_detectron2("resobj.head")
 from detectron2.layers import CycleBatchNormList, ShapeSpec, get_norm  # noqa: E402
 from detectron2.modeling.meta_arch.retinanet import RetinaNetHead  # noqa: E402
 
-__all__ = ["ResObjHead", "RESIDUAL_INPUTS", "prior_bias"]
+__all__ = ["ResObjHead", "RESIDUAL_INPUTS", "group_norm", "prior_bias"]
 
 #: Where the residual subnets read their input (Table 2b): the objectness subnet's hidden feature
 #: (default, 35.2 AP) or the class tower's output (35.0 AP).
@@ -23,6 +23,18 @@ def prior_bias(prior: float) -> float:
     if not 0.0 < prior < 1.0:
         raise ValueError(f"prior probability {prior} must be in (0, 1).")
     return -math.log((1.0 - prior) / prior)
+
+
+def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
+    """GroupNorm with at most ``max_groups`` groups (detectron2's 32) and at least 2 channels per group.
+
+    detectron2's ``get_norm("GN", C)`` always uses 32 groups, so at C = 32 every group is one channel. On
+    a 1x1 map (P7 of a lone image of <= 128 px, e.g. at evaluation with one image per batch) such a group
+    holds a single value, whose variance is undefined: torch raises "Expected more than 1 value per
+    channel". Two channels per group keep every group's statistics defined for any input size.
+    """
+    groups = max((g for g in range(1, max_groups + 1) if channels % g == 0 and channels // g >= 2), default=1)
+    return nn.GroupNorm(groups, channels)
 
 
 def _init_conv(conv: nn.Conv2d, bias: float = 0.0) -> None:
@@ -122,12 +134,14 @@ class ResObjHead(RetinaNetHead):
             _init_conv(score, res_bias)
 
     def _hidden_conv(self, in_channels: int, out_channels: int, norm: str) -> nn.Sequential:
-        """3x3 conv (+ the towers' norm) + ReLU."""
+        """3x3 conv (+ the towers' norm; GN with >= 2 channels per group, see :func:`group_norm`) + ReLU."""
         layers = [nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)]
         if norm in ("BN", "SyncBN"):
             # Per-level BN statistics, as RetinaNetHead does for its towers.
             bn_class = nn.BatchNorm2d if norm == "BN" else nn.SyncBatchNorm
             layers.append(CycleBatchNormList(length=self._num_features, bn_class=bn_class, num_features=out_channels))
+        elif norm == "GN":
+            layers.append(group_norm(out_channels))
         elif norm:
             layers.append(get_norm(norm, out_channels))
         layers.append(nn.ReLU())

@@ -103,21 +103,33 @@ class PositiveCountNormalizer:
 
     RetinaNet [13] and the paper's Detectron implementation divide by the number of foreground anchors;
     detectron2's RetinaNet (our baseline) smooths it with an EMA (momentum 0.9) because with 1-2 images
-    per GPU the count varies a lot. ``momentum=0`` gives the plain per-batch count. The EMA starts at the
-    first observed count (detectron2 starts at 100, a COCO-specific value). Values are clamped to >= 1,
-    so a batch without positives divides by 1, never by 0.
+    per GPU the count varies a lot. Like detectron2 the EMA starts at ``initial`` (100) before the first
+    batch, so step k divides by m^k * initial + (1 - m) * sum_j m^(k-j) * max(count_j, 1). Starting at
+    the first batch's count instead makes a first batch with few or no positives divide by ~1 and gives
+    a loss spike of the size of the whole negative BCE sum. ``momentum=0`` gives the plain per-batch
+    count, max(count, 1), and ignores ``initial``. Counts are clamped to >= 1, so a batch without
+    positives never divides by 0.
 
     With ``all_reduce=True`` the count is averaged over the workers of a multi-GPU run before use, so
     every worker divides by the same number and the result does not depend on how images are spread
     over GPUs; detectron2's RetinaNet and the authors' code normalise per GPU (``all_reduce=False``).
     """
 
-    def __init__(self, *, momentum: float = 0.9, all_reduce: bool = True):
+    def __init__(self, *, momentum: float = 0.9, all_reduce: bool = True, initial: float = 100.0):
+        """
+        Args:
+            momentum: EMA momentum m in [0, 1).
+            all_reduce: average the count over workers before the update.
+            initial: the EMA's value before the first batch (> 0; detectron2's 100, a COCO-scale count
+                of positive anchors per batch of 16 images).
+        """
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"loss normaliser momentum={momentum} must be in [0, 1).")
+        if not initial > 0.0:
+            raise ValueError(f"loss normaliser initial value {initial} must be > 0 (detectron2 uses 100).")
         self.momentum = momentum
         self.all_reduce = all_reduce
-        self.value = None  # the current EMA; None until the first batch
+        self.value = float(initial)  # the current EMA
 
     def __call__(self, num_pos: Tensor) -> float:
         """Update with this batch's positive count (an integer tensor) and return the normaliser."""
@@ -127,8 +139,5 @@ class PositiveCountNormalizer:
             torch.distributed.all_reduce(count)
             count = count / comm.get_world_size()
         count = max(count.item(), 1.0)
-        if self.value is None or self.momentum == 0.0:
-            self.value = count
-        else:
-            self.value = self.momentum * self.value + (1.0 - self.momentum) * count
+        self.value = self.momentum * self.value + (1.0 - self.momentum) * count
         return self.value

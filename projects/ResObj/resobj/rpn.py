@@ -151,6 +151,7 @@ class ResObjRPN(RPN):
         gate: str = "image",
         loss_normalizer: str = "batch_size",
         loss_normalizer_momentum: float = 0.9,
+        loss_normalizer_init: float = 100.0,
         num_pos_all_reduce: bool = True,
     ):
         """
@@ -158,7 +159,7 @@ class ResObjRPN(RPN):
             head: a :class:`ResObjRPNHead` (attributes ``num_steps``, ``isolate_residual_grad``).
             cascade_mode, gate: see :class:`resobj.RetinaNetResObj` ("official" = one BCE on the sum).
             loss_normalizer: "batch_size" (``batch_size_per_image`` x images, default) or "num_pos".
-            loss_normalizer_momentum, num_pos_all_reduce: for "num_pos", see
+            loss_normalizer_momentum, loss_normalizer_init, num_pos_all_reduce: for "num_pos", see
                 :class:`resobj.loss.PositiveCountNormalizer`.
             batch_size_per_image: no sampling happens; only the "batch_size" normaliser uses it.
             positive_fraction: accepted for config compatibility with :class:`RPN`, unused.
@@ -189,7 +190,7 @@ class ResObjRPN(RPN):
         self.gate = gate
         self.loss_normalizer = loss_normalizer
         self.num_pos_normalizer = PositiveCountNormalizer(
-            momentum=loss_normalizer_momentum, all_reduce=num_pos_all_reduce
+            momentum=loss_normalizer_momentum, all_reduce=num_pos_all_reduce, initial=loss_normalizer_init
         )
 
     def _subsample_labels(self, label: Tensor) -> Tensor:
