@@ -158,9 +158,9 @@ def test_retinanet_resobj_train_step_and_inference():
     for name, value in losses.items():
         assert torch.isfinite(value) and value.item() > 0, name  # one GT per image: every loss > 0
     for t in range(3):
-        assert 0 < scalars[f"resobj/obj_pos_t{t}"] < 1 and 0 < scalars[f"resobj/obj_neg_t{t}"] < 1
+        assert 0 < scalars[f"train/resobj/obj_pos_t{t}"] < 1 and 0 < scalars[f"train/resobj/obj_neg_t{t}"] < 1
     for t in (1, 2):
-        assert scalars[f"resobj/gated_t{t}"] >= 1 and 0 < scalars[f"resobj/min_pos_score_t{t}"] < 1
+        assert scalars[f"train/resobj/gated_t{t}"] >= 1 and 0 < scalars[f"train/resobj/min_pos_score_t{t}"] < 1
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
     model.eval()
@@ -183,7 +183,7 @@ def test_image_without_ground_truth():
     assert losses["loss_box_reg"].item() == 0.0 and losses["loss_cls"].item() == 0.0
     assert losses["loss_res_t1"].item() == 0.0 and losses["loss_res_t2"].item() == 0.0
     assert losses["loss_obj"].item() > 0 and all(torch.isfinite(v) for v in losses.values())
-    assert "resobj/obj_pos_t0" not in scalars and scalars["resobj/gated_t1"] == 0.0
+    assert "train/resobj/obj_pos_t0" not in scalars and scalars["train/resobj/gated_t1"] == 0.0
 
 
 def test_zero_steps_is_retinanet_obj():
@@ -269,7 +269,7 @@ def test_official_mode():
     assert set(official) == {"loss_cls", "loss_box_reg", "loss_obj"}
     assert official["loss_cls"].item() == pytest.approx(paper["loss_cls"].item() / 10, rel=1e-5)
     assert official["loss_box_reg"].item() == pytest.approx(paper["loss_box_reg"].item(), rel=1e-5)
-    assert "resobj/obj_pos_t1" in scalars and "resobj/gated_t1" not in scalars
+    assert "train/resobj/obj_pos_t1" in scalars and "train/resobj/gated_t1" not in scalars
     with pytest.raises(ValueError, match="isolate_residual_grad=False"):
         tiny_resobj(1, cascade_mode="official")
     with pytest.raises(ValueError, match="gate='all'"):
@@ -337,7 +337,7 @@ def test_faster_rcnn_resobj_train_step_and_inference():
     assert {"loss_rpn_cls", "loss_rpn_loc", "loss_rpn_res_t1", "loss_rpn_res_t2", "loss_cls", "loss_box_reg"} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
     assert losses["loss_rpn_cls"].item() > 0 and losses["loss_rpn_res_t1"].item() > 0
-    assert "rpn_resobj/obj_pos_t2" in scalars and scalars["rpn_resobj/gated_t1"] > 0
+    assert "train/rpn_resobj/obj_pos_t2" in scalars and scalars["train/rpn_resobj/gated_t1"] > 0
     # No sampling: every non-ignored anchor counts (far more than detectron2's 256 per image).
     assert scalars["rpn/num_pos_anchors"] + scalars["rpn/num_neg_anchors"] > 256
     assert all(p.grad is not None for p in model.proposal_generator.parameters())

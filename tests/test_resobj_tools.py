@@ -24,8 +24,8 @@ def write_metrics(path, steps=2, iterations=(19, 39, 59)):
         for k, it in enumerate(iterations):
             record = {"iteration": it, "total_loss": 1.0 / (k + 1)}
             for t in range(steps + 1):
-                record[f"resobj/obj_pos_t{t}"] = 0.1 * (k + 1) + 0.05 * t
-                record[f"resobj/obj_neg_t{t}"] = 0.01 / (t + 1)
+                record[f"train/resobj/obj_pos_t{t}"] = 0.1 * (k + 1) + 0.05 * t
+                record[f"train/resobj/obj_neg_t{t}"] = 0.01 / (t + 1)
             f.write(json.dumps(record) + "\n")
         f.write(json.dumps({"iteration": iterations[-1], "bbox/AP": 12.5}) + "\n")
 
@@ -34,7 +34,7 @@ def test_read_and_plot_objectness_curves(tmp_path):
     metrics = tmp_path / "metrics.json"
     write_metrics(metrics)
     prefix, curves = read_objectness_curves(str(metrics))
-    assert prefix == "resobj/"
+    assert prefix == "train/resobj/"
     assert set(curves) == {(kind, t) for kind in ("pos", "neg") for t in range(3)}
     assert curves[("pos", 2)] == ([19, 39, 59], pytest.approx([0.2, 0.3, 0.4]))
     out = plot_objectness_curves(str(metrics), str(tmp_path / "figs" / "curves.png"))
@@ -50,8 +50,8 @@ def test_curves_without_scalars_raise(tmp_path):
     with pytest.raises(ValueError, match="no objectness scalars"):
         read_objectness_curves(str(metrics))
     write_metrics(metrics)
-    with pytest.raises(ValueError, match="rpn_resobj/"):
-        read_objectness_curves(str(metrics), prefix="rpn_resobj/")
+    with pytest.raises(ValueError, match="train/rpn_resobj/"):
+        read_objectness_curves(str(metrics), prefix="train/rpn_resobj/")
 
 
 @pytest.mark.detectron2

@@ -76,7 +76,7 @@ def objectness_loss_sums(
         labels: (N, R) anchor labels, 1 foreground, 0 background, -1 ignored.
         cascade_mode: "paper" or "official" (see :data:`CASCADE_MODES`).
         gate, detach: see :func:`resobj.cascade.residual_objectness_cascade` (paper mode only).
-        log_prefix: EventStorage name prefix, e.g. "resobj/".
+        log_prefix: EventStorage name prefix, e.g. "train/resobj/".
 
     Returns:
         paper mode: {"obj": L_obj, "res_t1": L_1, ..., "res_tT": L_T};

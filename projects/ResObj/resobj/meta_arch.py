@@ -192,7 +192,7 @@ class RetinaNetResObj(RetinaNet):
             cascade_mode=self.cascade_mode,
             gate=self.gate,
             detach=self.head.isolate_residual_grad,
-            log_prefix="resobj/",
+            log_prefix="train/resobj/",  # training-batch statistics (the evaluator's: eval_objectness/)
         )
         losses = {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
         losses.update({f"loss_{k}": v for k, v in sums.items()})

@@ -279,7 +279,7 @@ class ResObjRPN(RPN):
             cascade_mode=self.cascade_mode,
             gate=self.gate,
             detach=self.rpn_head.isolate_residual_grad,
-            log_prefix="rpn_resobj/",
+            log_prefix="train/rpn_resobj/",
         )
         losses = {"loss_rpn_cls": sums.pop("obj"), "loss_rpn_loc": loss_loc}
         losses.update({f"loss_rpn_{k}": v for k, v in sums.items()})
