@@ -224,9 +224,8 @@ class ResObjRPN(RPN):
             losses = self.losses(anchors, objectness, gt_labels, deltas, gt_boxes, residuals)
         else:
             losses = {}
-        final = [
-            final_objectness(o, [r[lvl] for r in residuals]).detach() for lvl, o in enumerate(objectness)
-        ]
+        # predict_proposals runs under no_grad: proposals are fixed for the ROI heads, as in RPN.
+        final = [final_objectness(o, [r[lvl] for r in residuals]) for lvl, o in enumerate(objectness)]
         proposals = self.predict_proposals(anchors, final, deltas, images.image_sizes)
         return proposals, losses
 
