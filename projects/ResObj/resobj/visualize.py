@@ -1,6 +1,7 @@
 """Figures of the paper from our runs: objectness curves (Figs. 2 and 4) and per-step detections (Fig. 5).
 
-The command-line wrappers are tools/plot_objectness_curves.py and tools/draw_resobj_steps.py. Plotting
+The command-line wrappers are tools/plot_objectness_curves.py, tools/eval_objectness_curves.py (which
+computes the curves over a dataset with :mod:`resobj.curves`) and tools/draw_resobj_steps.py. Plotting
 needs only matplotlib; running a model (:func:`detections_per_step`) needs detectron2.
 """
 import json
@@ -33,14 +34,19 @@ def _pyplot():
 def read_objectness_curves(
     metrics_path: str, prefix: Optional[str] = None
 ) -> Tuple[str, Dict[Tuple[str, int], Tuple[List[int], List[float]]]]:
-    """Read the mean positive / negative objectness per step from a detectron2 metrics.json.
+    """Read the mean positive / negative objectness per step from a JSON-lines file.
 
-    metrics.json holds one JSON object per line with an "iteration" and the EventStorage scalars, among
-    them ``<prefix>obj_pos_t{t}`` and ``<prefix>obj_neg_t{t}`` written by RetinaNet-ResObj ("resobj/")
-    and the ResObj RPN ("rpn_resobj/").
+    Two sources share the format (one JSON object per line with an "iteration"):
+
+    - detectron2's metrics.json of a training run, with the training-batch scalars
+      ``train/resobj/obj_pos_t{t}`` / ``obj_neg_t{t}`` of RetinaNet-ResObj (``train/rpn_resobj/`` for
+      the ResObj RPN);
+    - the records of :func:`resobj.curves.write_curve_records` (tools/eval_objectness_curves.py), with
+      ``eval_objectness/obj_pos_t{t}`` / ``obj_neg_t{t}`` over a dataset, one line per checkpoint: the
+      quantity of the paper's Figs. 2 and 4.
 
     Args:
-        metrics_path: path of metrics.json.
+        metrics_path: path of the file.
         prefix: scalar-name prefix; None picks the first one found.
 
     Returns:
@@ -72,31 +78,45 @@ def read_objectness_curves(
     if not curves:
         wanted = f" with prefix {prefix!r}" if prefix else ""
         raise ValueError(
-            f"{metrics_path} has no objectness scalars (obj_pos_t*/obj_neg_t*){wanted}; it must come from "
-            "training a ResObj config (configs/ResObj/*)."
+            f"{metrics_path} has no objectness scalars (obj_pos_t*/obj_neg_t*){wanted}; it must be the "
+            "metrics.json of a ResObj run (configs/ResObj/*) or the output of tools/eval_objectness_curves.py."
         )
     return prefix, dict(curves)
 
 
-def plot_objectness_curves(metrics_path: str, output_path: str, prefix: Optional[str] = None) -> str:
+def plot_objectness_curves(
+    metrics_path: str, output_path: str, prefix: Optional[str] = None, title: Optional[str] = None
+) -> str:
     """Plot mean objectness of positives (solid) and negatives (dashed) per step t over training, as
-    in Figs. 2 (T=0) and 4 (T=2) of the paper, and save it as a PNG. Returns ``output_path``."""
+    in Figs. 2 (T=0) and 4 (T=2) of the paper, and save it as a PNG. Returns ``output_path``.
+
+    The y axis is logarithmic: negatives sit near 1e-3 and positives near 0.5, so a linear axis would
+    flatten the negative curves onto 0. The default title says which statistics are shown (training
+    batches or an evaluated dataset), from the prefix.
+    """
     prefix, curves = read_objectness_curves(metrics_path, prefix)
+    if title is None:
+        if prefix.startswith("train/"):
+            title = "Average objectness on training batches (gated o_t)"
+        else:
+            title = "Average objectness on the evaluated dataset (o_0 + sum r_t)"
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     steps = sorted({t for _, t in curves})
     colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(steps), 1)))
+    markers = "o" if max(len(v[0]) for v in curves.values()) <= 30 else None
     for color, t in zip(colors, steps):
         for kind, style, label in (("pos", "-", "positives"), ("neg", "--", "negatives")):
             if (kind, t) in curves:
                 its, vals = curves[(kind, t)]
-                ax.plot(its, vals, style, color=color, label=f"{label}, step {t}")
+                ax.plot(its, vals, style, color=color, marker=markers, markersize=3, label=f"{label}, step {t}")
     ax.set_xlabel("iteration")
     ax.set_ylabel("mean objectness score")
-    ax.set_ylim(0.0, 1.0)
-    ax.set_title(f"Average objectness per step ({prefix or 'resobj'})")
-    ax.legend(fontsize=8, loc="upper left")
-    ax.grid(alpha=0.3)
+    ax.set_yscale("log")
+    ax.set_ylim(top=1.0)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     fig.savefig(output_path)
