@@ -8,6 +8,11 @@ from resobj import ResObjRPN, ResObjRPNHead
 
 from ..Baselines.faster_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
 
+# The paper's Faster R-CNN rows use maskrcnn-benchmark's e2e_faster_rcnn_R_{50,101}_FPN_1x.yaml
+# (footnotes 7, 8): shorter side 800, longer side <= 1333, one scale (detectron2's recipe: 640-800).
+dataloader.train.mapper.augmentations[0].short_edge_length = (800,)
+dataloader.train.mapper.augmentations[0].max_size = 1333
+
 model.proposal_generator._target_ = ResObjRPN
 del model.proposal_generator.positive_fraction  # no sampling: every valid anchor takes part
 model.proposal_generator.cascade_mode = "paper"
