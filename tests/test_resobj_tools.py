@@ -91,3 +91,94 @@ def test_draw_steps_cli(tmp_path):
         "--image", str(tmp_path / "img.png"), "-o", str(tmp_path / "steps.png"),
     ])
     assert (tmp_path / "steps.png").stat().st_size > 1000
+
+
+def _captured(monkeypatch):
+    """Replace resobj.visualize._save so tests can inspect the figure that would be written."""
+    import resobj.visualize as vis
+
+    figures = []
+    monkeypatch.setattr(vis, "_save", lambda fig, path: figures.append(fig) or path)
+    return figures
+
+
+def test_objectness_figure_layout():
+    """Step t has color C{t}; positives solid, negatives dashed; markers for <= 30 points; log y up to 1."""
+    from matplotlib.colors import to_rgba
+
+    from resobj.visualize import objectness_figure
+
+    curves = {("pos", 0): ([1, 2, 3], [0.1, 0.2, 0.3]), ("neg", 0): ([1, 2, 3], [0.01, 0.005, 0.002]),
+              ("pos", 1): ([1, 2, 3], [0.2, 0.3, 0.4]), ("neg", 1): ([1, 2, 3], [0.009, 0.004, 0.001])}
+    fig = objectness_figure(curves, "my title")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {f"{k}, step {t}" for k in ("positives", "negatives") for t in (0, 1)}
+    for (kind, t), (its, vals) in curves.items():
+        line = lines[f"{'positives' if kind == 'pos' else 'negatives'}, step {t}"]
+        assert list(line.get_xdata()) == its and list(line.get_ydata()) == vals
+        assert line.get_linestyle() == ("-" if kind == "pos" else "--")
+        assert to_rgba(line.get_color()) == to_rgba(f"C{t}") and line.get_marker() == "o"
+    assert ax.get_yscale() == "log" and ax.get_ylim()[1] == 1.0
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("my title", "iteration", "mean objectness score")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "positives, step 0", "negatives, step 0", "positives, step 1", "negatives, step 1"]
+    dense = objectness_figure({("pos", 0): (list(range(31)), [0.5] * 31), ("pos", 2): ([0], [0.4])}, "t")
+    assert [line.get_marker() for line in dense.axes[0].get_lines()] == ["None", "None"]
+    assert objectness_figure({("pos", 0): (list(range(30)), [0.5] * 30)}, "t").axes[0].get_lines()[0].get_marker() == "o"
+
+
+def test_default_titles_name_the_statistics(tmp_path, monkeypatch):
+    figures = _captured(monkeypatch)
+    metrics = tmp_path / "metrics.json"
+    write_metrics(metrics)
+    plot_objectness_curves(str(metrics), str(tmp_path / "a.png"))
+    evaluated = tmp_path / "eval.json"
+    evaluated.write_text(json.dumps({"iteration": 9, "eval_objectness/obj_pos_t0": 0.3}) + "\n")
+    plot_objectness_curves(str(evaluated), str(tmp_path / "b.png"))
+    plot_objectness_curves(str(evaluated), str(tmp_path / "c.png"), title="custom")
+    titles = [f.axes[0].get_title() for f in figures]
+    assert titles == ["Average objectness on training batches (gated o_t)",
+                      "Average objectness on the evaluated dataset (o_0 + sum r_t)", "custom"]
+
+
+@pytest.mark.detectron2
+def test_detection_steps_figure_layout(tmp_path, monkeypatch):
+    """Only scores > 0.4 (strictly) are drawn, as a box at (x0, y0) of size (x1-x0, y1-y0) with
+    "<name> <score>" at its top-left; class ids beyond class_names show as numbers; panels 4 inches wide
+    keep the image's 100/200 aspect: (4 * 2, 4 * 0.5 + 0.5) inches."""
+    import torch
+    from detectron2.structures import Boxes, Instances
+    from matplotlib.colors import to_rgba
+
+    from resobj.visualize import detection_steps_figure, draw_detection_steps
+
+    def inst(boxes, scores, classes):
+        out = Instances((100, 200))
+        out.pred_boxes = Boxes(torch.tensor(boxes))
+        out.scores = torch.tensor(scores)
+        out.pred_classes = torch.tensor(classes)
+        return out
+
+    dets = [inst([[10.0, 20.0, 50.0, 80.0], [0.0, 0.0, 5.0, 5.0], [1.0, 1.0, 9.0, 9.0]], [0.5, 0.3, 0.4], [0, 1, 1]),
+            inst([[30.0, 5.0, 60.0, 25.0]], [0.9], [2])]
+    image = np.zeros((100, 200, 3), dtype=np.uint8)
+    fig = detection_steps_figure(image, dets, class_names=["a", "b"])
+    assert tuple(fig.get_size_inches()) == pytest.approx((8.0, 2.5))
+    first, second = fig.axes
+    (box,) = first.patches
+    assert box.get_xy() == (10.0, 20.0) and (box.get_width(), box.get_height()) == (40.0, 60.0)
+    assert not box.get_fill() and to_rgba(box.get_edgecolor()) == to_rgba("lime")
+    (label,) = first.texts
+    assert label.get_text() == "a 0.50" and label.get_position() == (10.0, 20.0) and label.get_va() == "bottom"
+    assert first.get_title() == "step t=0 (1 > 0.4)" and not first.axison
+    assert [t.get_text() for t in second.texts] == ["2 0.90"] and second.get_title() == "step t=1 (1 > 0.4)"
+    unnamed = detection_steps_figure(image, dets[:1], score_thresh=0.2)
+    assert sorted(t.get_text() for t in unnamed.axes[0].texts) == ["0 0.50", "1 0.30", "1 0.40"]
+    assert tuple(unnamed.get_size_inches()) == pytest.approx((4.0, 2.5))
+
+    figures = _captured(monkeypatch)
+    assert draw_detection_steps(image, dets, str(tmp_path / "x.png"), class_names=["a", "b", "c"]) == str(tmp_path / "x.png")
+    assert [t.get_text() for t in figures[0].axes[1].texts] == ["c 0.90"]
+    draw_detection_steps(image, dets[:1], str(tmp_path / "y.png"), score_thresh=0.35)
+    assert figures[1].axes[0].get_title() == "step t=0 (2 > 0.35)"

@@ -14,7 +14,9 @@ import numpy as np
 
 __all__ = [
     "read_objectness_curves",
+    "objectness_figure",
     "plot_objectness_curves",
+    "detection_steps_figure",
     "detections_per_step",
     "draw_detection_steps",
 ]
@@ -84,44 +86,50 @@ def read_objectness_curves(
     return prefix, dict(curves)
 
 
+def objectness_figure(curves: Dict[Tuple[str, int], Tuple[List[int], List[float]]], title: str):
+    """The Figs. 2/4 plot of ``curves`` (as returned by :func:`read_objectness_curves`): per step t one
+    color, positives solid, negatives dashed, markers when a curve has at most 30 points (one per
+    checkpoint), and a logarithmic y axis up to 1: negatives sit near 1e-3 and positives near 0.5, so a
+    linear axis would flatten the negative curves onto 0. Returns the matplotlib Figure."""
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    marker = "o" if max(len(its) for its, _ in curves.values()) <= 30 else None
+    for t in sorted({t for _, t in curves}):
+        for kind, style, label in (("pos", "-", "positives"), ("neg", "--", "negatives")):
+            if (kind, t) in curves:
+                its, vals = curves[(kind, t)]
+                ax.plot(its, vals, style, color=f"C{t}", marker=marker, label=f"{label}, step {t}")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("mean objectness score")
+    ax.set_yscale("log")
+    ax.set_ylim(top=1.0)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig, output_path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    fig.savefig(output_path)
+    _pyplot().close(fig)
+    return output_path
+
+
 def plot_objectness_curves(
     metrics_path: str, output_path: str, prefix: Optional[str] = None, title: Optional[str] = None
 ) -> str:
-    """Plot mean objectness of positives (solid) and negatives (dashed) per step t over training, as
-    in Figs. 2 (T=0) and 4 (T=2) of the paper, and save it as a PNG. Returns ``output_path``.
-
-    The y axis is logarithmic: negatives sit near 1e-3 and positives near 0.5, so a linear axis would
-    flatten the negative curves onto 0. The default title says which statistics are shown (training
-    batches or an evaluated dataset), from the prefix.
-    """
+    """Plot mean objectness of positives and negatives per step t over training, as in Figs. 2 (T=0) and
+    4 (T=2) of the paper (:func:`objectness_figure`), and save it as a PNG. The default title says which
+    statistics are shown (training batches or an evaluated dataset), from the prefix. Returns
+    ``output_path``."""
     prefix, curves = read_objectness_curves(metrics_path, prefix)
     if title is None:
         if prefix.startswith("train/"):
             title = "Average objectness on training batches (gated o_t)"
         else:
             title = "Average objectness on the evaluated dataset (o_0 + sum r_t)"
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    steps = sorted({t for _, t in curves})
-    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(steps), 1)))
-    markers = "o" if max(len(v[0]) for v in curves.values()) <= 30 else None
-    for color, t in zip(colors, steps):
-        for kind, style, label in (("pos", "-", "positives"), ("neg", "--", "negatives")):
-            if (kind, t) in curves:
-                its, vals = curves[(kind, t)]
-                ax.plot(its, vals, style, color=color, marker=markers, markersize=3, label=f"{label}, step {t}")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("mean objectness score")
-    ax.set_yscale("log")
-    ax.set_ylim(top=1.0)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    fig.savefig(output_path)
-    plt.close(fig)
-    return output_path
+    return _save(objectness_figure(curves, title), output_path)
 
 
 def detections_per_step(model, image: np.ndarray, augmentations: Sequence = ()) -> List:
@@ -166,6 +174,43 @@ def detections_per_step(model, image: np.ndarray, augmentations: Sequence = ()) 
     return results
 
 
+def detection_steps_figure(
+    image_rgb: np.ndarray,
+    detections: Sequence,
+    *,
+    score_thresh: float = 0.4,
+    class_names: Optional[Sequence[str]] = None,
+):
+    """One panel per step with the detections scoring above ``score_thresh`` (Fig. 5 uses 0.4): a box
+    and "<class> <score>" at its top-left corner. Panels are 4 inches wide, keeping the image's aspect
+    (plus room for the title). Returns the matplotlib Figure.
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB image.
+        detections: T+1 ``Instances`` with pred_boxes, scores, pred_classes (from
+            :func:`detections_per_step`).
+        class_names: names indexed by class id; ids beyond it are shown as numbers.
+    """
+    plt = _pyplot()
+    n = len(detections)
+    height, width = image_rgb.shape[:2]
+    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 4.0 * height / width + 0.5), squeeze=False)
+    for t, (ax, inst) in enumerate(zip(axes[0], detections)):
+        ax.imshow(image_rgb)
+        keep = inst.scores > score_thresh
+        boxes = inst.pred_boxes.tensor[keep].tolist()
+        scores = inst.scores[keep].tolist()
+        classes = inst.pred_classes[keep].tolist()
+        for (x0, y0, x1, y1), s, c in zip(boxes, scores, classes):
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime"))
+            name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
+            ax.text(x0, y0, f"{name} {s:.2f}", color="lime", va="bottom")
+        ax.set_title(f"step t={t} ({len(scores)} > {score_thresh})")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
 def draw_detection_steps(
     image_rgb: np.ndarray,
     detections: Sequence,
@@ -174,33 +219,6 @@ def draw_detection_steps(
     score_thresh: float = 0.4,
     class_names: Optional[Sequence[str]] = None,
 ) -> str:
-    """Draw one panel per step with the detections scoring above ``score_thresh`` (Fig. 5 uses 0.4).
-
-    Args:
-        image_rgb: (H, W, 3) uint8 RGB image.
-        detections: T+1 ``Instances`` with pred_boxes, scores, pred_classes (from
-            :func:`detections_per_step`).
-        output_path: PNG to write. Returns it.
-    """
-    plt = _pyplot()
-    n = len(detections)
-    fig, axes = plt.subplots(1, n, figsize=(4.0 * n, 4.0 * image_rgb.shape[0] / image_rgb.shape[1] + 0.5), dpi=100)
-    axes = np.atleast_1d(axes)
-    for t, (ax, inst) in enumerate(zip(axes, detections)):
-        ax.imshow(image_rgb)
-        keep = inst.scores > score_thresh
-        boxes = inst.pred_boxes.tensor[keep].tolist()
-        scores = inst.scores[keep].tolist()
-        classes = inst.pred_classes[keep].tolist()
-        for (x0, y0, x1, y1), s, c in zip(boxes, scores, classes):
-            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color="lime", linewidth=1.5))
-            name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
-            ax.text(x0, y0, f"{name} {s:.2f}", color="black", fontsize=7, va="bottom",
-                    bbox=dict(facecolor="lime", alpha=0.7, pad=1, linewidth=0))
-        ax.set_title(f"step t={t} ({len(scores)} > {score_thresh})", fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    fig.savefig(output_path)
-    plt.close(fig)
-    return output_path
+    """Save :func:`detection_steps_figure` as a PNG at ``output_path`` and return the path."""
+    fig = detection_steps_figure(image_rgb, detections, score_thresh=score_thresh, class_names=class_names)
+    return _save(fig, output_path)
