@@ -90,6 +90,18 @@ def test_detach_blocks_gradient_into_objectness_and_switch_restores_it():
     assert r1.grad[0].tolist() == pytest.approx(expected_o0, abs=1e-6)  # r_1 also receives dL_2
 
 
+def test_defaults_are_the_paper_settings():
+    """Called without options the cascade gates per image and detaches o_{t-1} (Table 2a's winner)."""
+    o0 = torch.tensor([O0[0], [-4.0, -3.5, -5.0, 3.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([LABELS[0], [1, 0, 0, 0, 0]])
+    r = [torch.zeros_like(o0, requires_grad=True)]
+    out = residual_objectness_cascade(o0, r, labels)
+    assert out.min_pos[0].tolist() == [0.0, -4.0]  # per image (gate="batch" gives [-4, -4])
+    out.loss_res[0].backward()
+    assert o0.grad is None or o0.grad.abs().sum() == 0
+    assert r[0].grad.abs().sum() > 0
+
+
 def test_gate_per_batch_uses_one_threshold():
     """Image 1 has a positive at -4, so the batch threshold drops to -4 and image 0's negative at -3
     (rejected with the per-image threshold 0) joins G_1 in batch mode."""
@@ -181,3 +193,9 @@ def test_bad_options_raise():
         residual_objectness_cascade(torch.zeros(1, 2), [], torch.zeros(1, 2, dtype=torch.long), gate="sample")
     with pytest.raises(AssertionError):
         residual_objectness_cascade(torch.zeros(1, 2), [torch.zeros(1, 3)], torch.zeros(1, 2, dtype=torch.long))
+
+
+# Mutation survivors, explained (python ../shared/tools/mutate.py --tests tests/test_resobj_cascade.py
+# projects/ResObj/resobj/cascade.py):
+# - cascade.py `enumerate(residuals, start=1)` in _check_inputs: the index only numbers the residual in
+#   an assertion message; start=0 changes the message text, not a result.
