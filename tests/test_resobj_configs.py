@@ -59,6 +59,16 @@ def test_config_instantiates(name):
         rpn = model.proposal_generator
         assert isinstance(rpn, ResObjRPN) and isinstance(rpn.rpn_head, ResObjRPNHead)
         assert rpn.rpn_head.num_steps == 2
+        # The shipped RPN values reach the model: Algorithm 1 per image, 256 x images normaliser, all
+        # anchors (no sampler), isolated residuals on the full-width shared feature, P(obj) = 0.01.
+        assert (rpn.cascade_mode, rpn.gate, rpn.loss_normalizer) == ("paper", "image", "batch_size")
+        assert rpn.rpn_head.isolate_residual_grad is True
+        width = 64 if "shapes" in name else 256
+        assert rpn.rpn_head.res_subnets[0][0].out_channels == width == rpn.rpn_head.conv.out_channels
+        assert torch.sigmoid(rpn.rpn_head.objectness_logits.bias).allclose(torch.tensor(0.01))
+        assert rpn.num_pos_normalizer.value == 100.0
+        labels = torch.tensor([1, 0, 0, -1, 0])
+        assert torch.equal(rpn._subsample_labels(labels), labels)
     if depth:
         assert len(model.backbone.bottom_up.res4) == 23  # ResNet-101
         assert cfg.train.init_checkpoint.endswith("R-101.pkl")
