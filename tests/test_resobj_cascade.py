@@ -188,6 +188,16 @@ def test_statistics_hand_computed():
     assert stats["min_pos_score_t2"] == pytest.approx(s(0.5), rel=1e-6)
 
 
+def test_statistics_with_a_single_positive_or_no_negative():
+    """One positive (logit 0 -> 0.5) and one negative (ln 3 -> 0.75) are enough for both means; with no
+    negative at all obj_neg_t0 is omitted, not logged as 0."""
+    one = residual_objectness_cascade(torch.tensor([[0.0, math.log(3.0), 5.0]]), [], torch.tensor([[1, 0, -1]]))
+    stats = cascade_statistics(one, torch.tensor([[1, 0, -1]]))
+    assert stats == pytest.approx({"obj_pos_t0": 0.5, "obj_neg_t0": 0.75})
+    no_neg = residual_objectness_cascade(torch.tensor([[0.0, 5.0]]), [], torch.tensor([[1, -1]]))
+    assert cascade_statistics(no_neg, torch.tensor([[1, -1]])) == pytest.approx({"obj_pos_t0": 0.5})
+
+
 def test_bad_options_raise():
     with pytest.raises(ValueError, match="gate='sample'"):
         residual_objectness_cascade(torch.zeros(1, 2), [], torch.zeros(1, 2, dtype=torch.long), gate="sample")
@@ -199,3 +209,5 @@ def test_bad_options_raise():
 # projects/ResObj/resobj/cascade.py):
 # - cascade.py `enumerate(residuals, start=1)` in _check_inputs: the index only numbers the residual in
 #   an assertion message; start=0 changes the message text, not a result.
+# - cascade.py `labels.new_zeros((), dtype=torch.float32)` without dtype in cascade_statistics: the 0-dim
+#   integer zero is promoted to float by torch.where against the float scores; same values.
