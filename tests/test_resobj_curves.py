@@ -44,6 +44,14 @@ def test_accumulator_hand_computed():
                                     "obj_neg_t1": 0.21, "num_pos": 3.0, "num_neg": 5.0})
 
 
+def test_accumulator_for_retinanet_obj():
+    """T = 0 (RetinaNet-Obj, the model of Fig. 2): only step 0. Positives sigmoid(ln 3) = 0.75, negatives
+    sigmoid(-ln 9) = 0.1 and sigmoid(-ln 3) = 0.25 -> 0.175."""
+    acc = ObjectnessCurveAccumulator(0)
+    acc.update(torch.tensor([[L3, -L9, -L3]]), [], torch.tensor([[1, 0, 0]]))
+    assert acc.result() == pytest.approx({"obj_pos_t0": 0.75, "obj_neg_t0": 0.175, "num_pos": 1.0, "num_neg": 2.0})
+
+
 def test_accumulator_errors():
     acc = ObjectnessCurveAccumulator(2)
     with pytest.raises(ValueError, match="1 residual tensors for an accumulator of T=2"):
