@@ -146,10 +146,13 @@ def test_official_mode_losses_match_independent_computation():
     spread_residuals(model.head)
     batch = images(((0, 1), (2,)))
     raw = retina_raw(model, batch)
-    losses, _ = train_step(model, batch)
+    losses, scalars = train_step(model, batch)
     norm = first_normalizer(raw["num_pos"])
     valid = raw["labels"] >= 0
     summed = raw["o0"] + raw["residuals"][0]
+    # No gate in this mode: step t's statistics are of the partial sums o_0 + r_1 + ... + r_t.
+    for t, logit in enumerate((raw["o0"], summed)):
+        assert scalars[f"train/resobj/obj_pos_t{t}"] == pytest.approx(torch.sigmoid(logit[raw["pos"]]).mean().item(), rel=1e-5)
     ref_obj = bce_sum(summed[valid], raw["pos"][valid])
     cls, box = ref_cls_box(model, raw)
     assert set(losses) == {"loss_obj", "loss_cls", "loss_box_reg"}
@@ -460,6 +463,17 @@ def test_rpn_defaults_and_priors():
     with pytest.raises(ValueError, match="num_steps=-1"):
         ResObjRPNHead(in_channels=16, num_anchors=3, num_steps=-1)
     assert len(ResObjRPNHead(in_channels=16, num_anchors=3, num_steps=0).res_scores) == 0
+
+
+def test_rpn_head_passes_its_layout_to_the_standard_head():
+    """conv_dims and box_dim reach StandardRPNHead; the residual subnets read the last hidden conv (8)."""
+    from resobj import ResObjRPNHead
+
+    head = ResObjRPNHead(in_channels=16, num_anchors=3, box_dim=5, conv_dims=[8, 8], num_steps=1, residual_conv_dim=4)
+    assert head.anchor_deltas.out_channels == 15 and head.objectness_logits.in_channels == 8
+    assert len(head.conv) == 2 and head.res_subnets[0][0].in_channels == 8
+    obj, deltas, res = head([torch.rand(1, 16, 4, 4)])
+    assert deltas[0].shape == (1, 15, 4, 4) and res[0].shape == obj[0].shape == (1, 3, 4, 4)
 
 
 def test_rpn_inference_ranks_by_the_final_step():
