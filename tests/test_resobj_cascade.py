@@ -211,3 +211,7 @@ def test_bad_options_raise():
 #   an assertion message; start=0 changes the message text, not a result.
 # - cascade.py `labels.new_zeros((), dtype=torch.float32)` without dtype in cascade_statistics: the 0-dim
 #   integer zero is promoted to float by torch.where against the float scores; same values.
+# - cascade.py `torch.tensor(float("inf"), dtype=objectness.dtype, ...)` without dtype: a 0-dim float32
+#   +inf is promoted to the logits' dtype by torch.where (0-dim tensors never widen a dimensioned one).
+# - cascade.py `n_pos.clamp(min=1)` / `n_neg.clamp(min=1)` in cascade_statistics with min=0: the mean is
+#   then 0/0 = NaN only when the set is empty, and exactly then the key is dropped before logging.

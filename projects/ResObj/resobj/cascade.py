@@ -212,7 +212,7 @@ def cascade_statistics(output: CascadeOutput, labels: Tensor) -> Dict[str, float
     zero = labels.new_zeros((), dtype=torch.float32)
     n_pos, n_neg = positive.sum(), negative.sum()
     for t, o in enumerate(output.logits):
-        p = torch.sigmoid(o.detach().float())
+        p = torch.sigmoid(o.float())  # under no_grad
         names += [f"obj_pos_t{t}", f"obj_neg_t{t}"]
         values += [torch.where(positive, p, zero).sum() / n_pos.clamp(min=1),
                    torch.where(negative, p, zero).sum() / n_neg.clamp(min=1)]
