@@ -441,6 +441,16 @@ def test_rpn_isolate_residual_grad(isolate):
             assert grad is not None and grad.abs().sum() > 0
 
 
+def test_rpn_passes_its_options_to_rpn():
+    rpn = tiny_faster_rcnn(1, nms_thresh=0.6, min_box_size=2.0, anchor_boundary_thresh=0.0, smooth_l1_beta=0.1,
+                           box_reg_loss_type="giou", batch_size_per_image=64, positive_fraction=0.25,
+                           loss_weight=2.0).proposal_generator
+    assert (rpn.nms_thresh, rpn.min_box_size, rpn.anchor_boundary_thresh, rpn.smooth_l1_beta) == (0.6, 2.0, 0.0, 0.1)
+    assert (rpn.box_reg_loss_type, rpn.batch_size_per_image, rpn.positive_fraction) == ("giou", 64, 0.25)
+    assert rpn.loss_weight == {"loss_rpn_cls": 2.0, "loss_rpn_loc": 2.0}
+    assert (rpn.pre_nms_topk[True], rpn.post_nms_topk[False]) == (200, 50)
+
+
 def test_rpn_defaults_and_priors():
     from resobj import ResObjRPNHead
 
