@@ -144,7 +144,7 @@ def test_statistics_need_a_resobj_model():
 
 @pytest.mark.detectron2
 def test_eval_tool_on_shapes_checkpoints(tmp_path):
-    """Two checkpoints of the shapes config (random weights, iterations 9 and 19) over 2 shapes_val
+    """Two checkpoints of the shapes config (random weights, iterations 9 and 19; model_final repeats 9) over 2 shapes_val
     images: one record per checkpoint, sorted by iteration, and a PNG. Untrained, every anchor starts
     near the 0.01 objectness prior."""
     from detectron2.config import LazyConfig, instantiate
@@ -156,6 +156,7 @@ def test_eval_tool_on_shapes_checkpoints(tmp_path):
         torch.manual_seed(seed)
         state = instantiate(LazyConfig.load(str(config)).model).state_dict()
         torch.save({"model": state, "iteration": it}, run / f"model_{it:07d}.pth")
+    torch.save({"model": state, "iteration": 9}, run / "model_final.pth")  # repeats iteration 9: one record
     spec = importlib.util.spec_from_file_location("eval_objectness_curves", ROOT / "tools" / "eval_objectness_curves.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)

@@ -202,7 +202,7 @@ def evaluate_objectness_curves(
         max_images: use only the first images of the dataset (default: all).
 
     Returns:
-        (iteration, statistics) per checkpoint, sorted by iteration.
+        (iteration, statistics) per distinct iteration, sorted by iteration.
     """
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import instantiate
@@ -226,11 +226,12 @@ def evaluate_objectness_curves(
     batches = [[mapper(copy.deepcopy(r))] for r in records]  # mapped once, reused by every checkpoint
 
     model = instantiate(cfg.model).to(device)
-    results = []
+    results = {}
     for path in files:
-        extra = DetectionCheckpointer(model).load(path)
-        results.append((checkpoint_iteration(path, extra), objectness_statistics(model, batches)))
-    return sorted(results, key=lambda x: x[0])
+        iteration = checkpoint_iteration(path, DetectionCheckpointer(model).load(path))
+        if iteration not in results:  # model_final.pth repeats the last periodic checkpoint
+            results[iteration] = objectness_statistics(model, batches)
+    return sorted(results.items())
 
 
 def write_curve_records(results: Sequence[Tuple[int, Dict[str, float]]], path: str, prefix: str = EVAL_PREFIX) -> str:
