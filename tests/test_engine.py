@@ -247,3 +247,152 @@ def test_setup_sets_and_logs_the_cpu_thread_count(tmp_path, monkeypatch):
             assert f"CPU: {expected} torch thread(s) per process (3 usable cores / 1 process(es)" in (out / "log.txt").read_text()
     finally:
         torch.set_num_threads(before)
+
+
+# --- do_train in-process: checkpoints carry the run, resume continues it ------------------------------
+
+
+def _train(out, *extra, resume=False):
+    """3 iterations (unless overridden) of the shapes RetinaNet on single images, no evaluation."""
+    from d2imbalance.engine import default_argument_parser, do_train, prepare_all_datasets, setup
+
+    args = default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py", *(["--resume"] if resume else []),
+        "dataloader.train.dataset.names=shapes_mini_train", "dataloader.test.dataset.names=shapes_mini_val",
+        "dataloader.train.total_batch_size=1", "dataloader.train.num_workers=0", "optimizer.lr=0.0025",
+        "train.log_period=1", "train.eval_period=0", "train.checkpointer.period=2", "train.max_iter=3",
+        "train.seed=0", f"train.output_dir={out}", *extra])
+    cfg = setup(args)
+    del cfg.dataloader.evaluator  # do_test then evaluates nothing
+    prepare_all_datasets(cfg)
+    do_train(args, cfg)
+    return (out / "log.txt").read_text()
+
+
+def _iterations_and_lr(out):
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    return [(m["iteration"], m["lr"]) for m in metrics]
+
+
+def test_training_saves_the_run_with_each_checkpoint_and_resume_continues_it(tmp_path):
+    """Demo schedule at max_iter=3 (warm-up over 5 % = 0.15 iterations from factor 0.001, ×0.1 from
+    80 % = 2.4): lr 0.0025 * 0.001 = 2.5e-06 at iteration 0, 0.0025 at 1 and 2. Resumed with
+    max_iter=4: iteration 3 is 3/4 = 75 % < 80 %, so 0.0025 again (it would be 0.00025 at 3/3); the
+    warning says so."""
+    import torch
+
+    out = tmp_path / "run"
+    log = _train(out, resume=True)
+    assert f"--resume given but {out} has no checkpoint: starting from train.init_checkpoint=''" in log
+    assert _iterations_and_lr(out) == [(0, pytest.approx(2.5e-06)), (1, 0.0025), (2, 0.0025)]
+    final = torch.load(out / "model_final.pth", weights_only=False)
+    assert final["trainer"]["iteration"] == 2 and (out / "model_0000001.pth").is_file()
+    assert final["run"] == dict(max_iter=3, data_seed=final["run"]["data_seed"], dataset_size=24,
+                                total_batch_size=1, world_size=1)
+
+    log = _train(out, "train.max_iter=4", resume=True)
+    assert "has no checkpoint" not in log.split("train.max_iter=4")[-1]
+    assert f"Resuming from {out / 'model_final.pth'} at iteration 3." in log
+    assert "Continuing the data stream after its first 3 batches" in log
+    assert "train.max_iter=4 differs from the checkpoint's run (train.max_iter=3)" in log
+    assert "the lr multiplier at iteration 3 becomes 1 (the original run's: 0.1)" in log
+    assert _iterations_and_lr(out)[3:] == [(3, 0.0025)]
+    assert torch.load(out / "model_final.pth", weights_only=False)["run"]["max_iter"] == 4
+
+
+def test_training_without_resume_starts_over_and_stops_on_a_num_classes_mismatch(tmp_path):
+    out = tmp_path / "run"
+    _train(out, "train.max_iter=1")
+    log = _train(out, "train.max_iter=2")  # no --resume: from iteration 0, no warnings about resuming
+    assert "Resuming" not in log and "has no checkpoint" not in log and "differs from the checkpoint" not in log
+    assert [i for i, _ in _iterations_and_lr(out)] == [0, 0, 1]
+    with pytest.raises(ValueError, match="model.num_classes=5 classes but dataset 'shapes_mini_train' has 4"):
+        _train(tmp_path / "five", "model.num_classes=5")
+    assert not list((tmp_path / "five").glob("model_*.pth"))  # stopped before the first iteration
+    assert (tmp_path / "five" / "metrics.json").read_text() == ""
+
+
+def test_eval_only_warns_only_without_weights(tmp_path):
+    """No weights: a warning, and evaluation of what there is (here no evaluator: {}); weights
+    given, or --resume with a checkpoint: no warning."""
+    import torch
+
+    from d2imbalance.engine import default_argument_parser, do_eval_only, setup
+
+    torch.save({"model": _model("Baselines/retinanet_shapes.py").state_dict()}, tmp_path / "m.pth")
+    _tiny = ["dataloader.test.dataset.names=shapes_mini_val"]
+    for extra, resume, warned in (([], False, True), ([f"train.init_checkpoint={tmp_path / 'm.pth'}"], False, False),
+                                  ([], True, True)):
+        out = tmp_path / f"{len(extra)}{resume}"
+        if warned is False or resume:
+            out.mkdir()
+        args = default_argument_parser().parse_args([
+            "--config-file", "Baselines/retinanet_shapes.py", "--eval-only", *(["--resume"] if resume else []),
+            *_tiny, *extra, f"train.output_dir={out}"])
+        cfg = setup(args)
+        del cfg.dataloader.evaluator
+        assert do_eval_only(args, cfg) == {}
+        assert json.loads((out / "eval_results.json").read_text()) == {}
+        assert ("evaluating a freshly initialised model" in (out / "log.txt").read_text()) is warned
+    (tmp_path / "resumed").mkdir()
+    torch.save({"model": _model("Baselines/retinanet_shapes.py").state_dict()}, tmp_path / "resumed" / "model_final.pth")
+    (tmp_path / "resumed" / "last_checkpoint").write_text("model_final.pth")
+    args = default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py", "--eval-only", "--resume", *_tiny,
+        f"train.output_dir={tmp_path / 'resumed'}"])
+    cfg = setup(args)
+    del cfg.dataloader.evaluator
+    do_eval_only(args, cfg)
+    assert "freshly initialised" not in (tmp_path / "resumed" / "log.txt").read_text()
+
+
+def test_ddp_wrapping_on_cpu_gives_no_device_ids(monkeypatch):
+    import d2imbalance.engine as engine
+
+    monkeypatch.setattr(engine, "create_ddp_model", lambda model, **kwargs: (model, kwargs))
+    assert engine.wrap_ddp("m", "cpu", {"broadcast_buffers": False}) == ("m", {"broadcast_buffers": False, "device_ids": None})
+    assert engine.wrap_ddp("m", "cuda", {"broadcast_buffers": False}) == ("m", {"broadcast_buffers": False})
+
+
+def test_launch_gets_every_distributed_argument(monkeypatch):
+    import d2imbalance.engine as engine
+
+    calls = []
+    monkeypatch.setattr(engine, "launch", lambda *a, **k: calls.append((a, k)))
+    args = engine.default_argument_parser().parse_args([
+        "--config-file", "x.py", "--num-gpus", "2", "--num-machines", "3", "--machine-rank", "1",
+        "--dist-url", "tcp://1.2.3.4:5"])
+    engine.launch_from_args(args)
+    assert calls == [((engine.main, 2), dict(num_machines=3, machine_rank=1, dist_url="tcp://1.2.3.4:5", args=(args,)))]
+
+
+def test_setup_without_lr_reference_or_workers_uses_the_configs_own(tmp_path, monkeypatch):
+    """A config without train.lr_reference is its own reference (lr 0.01 at batch 4 here): lr 0.02
+    at batch 4 gets the warning with 0.01; without dataloader.train.num_workers, no worker is
+    counted (3 cores -> 3 threads). On CPU, device=cpu is no fallback and amp off says nothing."""
+    import torch
+
+    import d2imbalance.engine as engine
+
+    (tmp_path / "cfg.py").write_text(
+        "from d2imbalance.model_zoo import get_config\n"
+        "_cfg = get_config('Baselines/retinanet_shapes.py')\n"
+        "model, dataloader, optimizer, lr_multiplier, train = (\n"
+        "    _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train)\n"
+        "del train.lr_reference\n"
+        "del dataloader.train.num_workers\n"
+    )
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(engine, "available_cores", lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        cfg = engine.setup(engine.default_argument_parser().parse_args([
+            "--config-file", str(tmp_path / "cfg.py"), "optimizer.lr=0.02", "train.device=cpu",
+            f"train.output_dir={tmp_path / 'out'}"]))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "optimizer.lr=0.02 with dataloader.train.total_batch_size=4, but this recipe uses lr 0.01 at batch 4" in log
+    assert "No GPU found" not in log and "needs a GPU" not in log
+    assert cfg.train.device == "cpu" and cfg.train.amp.enabled is False

@@ -158,6 +158,7 @@ def test_train_net_resumes_the_image_stream_of_the_interrupted_run(caplog):
         resumed = _files(build_train_loader(cfg, resumed_run, 5), 3)
     assert resumed == uninterrupted[5:8]
     assert f"Continuing the data stream after its first 5 batches (seed {first.current['data_seed']})" in caplog.text
+    assert "sampler is set" not in caplog.text
     assert resumed_run.current["data_seed"] == first.current["data_seed"]
 
 
@@ -173,6 +174,29 @@ def test_train_net_restarts_the_stream_with_the_checkpoints_seed_when_the_batch_
         resumed = _files(build_train_loader(_shapes_cfg(), resumed_run, 5), 2)
     assert "total_batch_size 4 -> 2: the data order restarts" in caplog.text
     assert resumed == uninterrupted
+
+
+def test_a_configured_sampler_is_used_and_its_seed_is_the_users_business(caplog):
+    """A sampler in the config replaces the seeded default (here an unshuffled one, without
+    grouping: batch k is images 2k, 2k+1); resumed at 5 it continues at images 10, 11, and train_net
+    says that this holds only for a sampler with a fixed seed."""
+    from detectron2.config import LazyCall as L
+    from detectron2.data.samplers import TrainingSampler
+
+    from d2imbalance.engine import build_train_loader
+    from d2imbalance.resume import RunRecord
+
+    cfg = _shapes_cfg("+dataloader.train.aspect_ratio_grouping=false")
+    cfg.dataloader.train.sampler = L(TrainingSampler)(size=24, shuffle=False)
+    with caplog.at_level("WARNING", logger="d2imbalance"):
+        first = RunRecord()
+        assert _files(build_train_loader(cfg, first, 0), 2) == [["train_00000.jpg", "train_00001.jpg"],
+                                                                ["train_00002.jpg", "train_00003.jpg"]]
+        assert "sampler is set" not in caplog.text
+        resumed = RunRecord()
+        resumed.load_state_dict(first.state_dict())
+        assert _files(build_train_loader(cfg, resumed, 5), 1) == [["train_00010.jpg", "train_00011.jpg"]]
+    assert "dataloader.train.sampler is set: the data order continues only if its seed is fixed" in caplog.text
 
 
 def test_a_fresh_run_draws_a_new_seed_and_ignores_a_stale_record():
