@@ -264,5 +264,6 @@ def test_a_checkpoint_without_the_backbone_is_not_evaluated():
 
     report = CheckpointLoadReport(source="s", loaded=["head.a", "pixel_mean"], missing=["backbone.x", "backbone.y"])
     assert report.components_not_loaded() == ["backbone"]
+    assert CheckpointLoadReport(source="s", missing=["backbone.x"]).components_not_loaded() == ["backbone"]
     with pytest.raises(ValueError, match="backbone got no tensor"):
         report.check_for_evaluation()
