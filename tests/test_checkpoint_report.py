@@ -36,6 +36,8 @@ def test_report_of_a_warm_start_with_other_num_classes_and_a_new_branch(tmp_path
     assert len(report.loaded) == len(target.state_dict()) - 4
     assert torch.equal(target.head.bbox_pred.weight, source.head.bbox_pred.weight)
     text = report.describe()
+    total = len(target.state_dict())  # loaded + 2 new + 2 mismatched
+    assert text.startswith(f"Loaded {total - 4} of the model's {total} tensors from {tmp_path / 'vanilla.pth'}.")
     assert "head.new_branch: 2 tensors" in text and "num_classes" in text and "checkpoint (36, 64, 3, 3)" in text
 
 
@@ -93,6 +95,17 @@ def test_save_writes_through_a_temporary_file_and_tags_the_checkpoint_after(tmp_
     assert (tmp_path / "model_final.pth").read_bytes() == before
     assert (tmp_path / "model_final.pth.partial").read_bytes() == b"half a checkpoint"
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"  # not re-tagged
+
+
+def test_nothing_is_saved_without_a_directory_or_on_processes_that_do_not_save(tmp_path, monkeypatch):
+    import torch
+
+    from d2imbalance.checkpoint import ReportingCheckpointer
+
+    monkeypatch.chdir(tmp_path)
+    ReportingCheckpointer(torch.nn.Linear(3, 2), "").save("model_final")
+    ReportingCheckpointer(torch.nn.Linear(3, 2), str(tmp_path), save_to_disk=False).save("model_final")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_resume_falls_back_to_the_newest_readable_checkpoint_and_says_so(tmp_path, caplog):
