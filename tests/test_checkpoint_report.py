@@ -142,9 +142,21 @@ def test_resume_from_the_tagged_checkpoint_says_nothing_more(tmp_path, caplog):
     os.utime(tmp_path / "model_0000009.pth", (1, 1))
     checkpointer = _tiny_checkpointer(tmp_path, 0)
     with caplog.at_level("WARNING", logger="d2imbalance.checkpoint"):
-        checkpointer.resume_or_load("", resume=True)
+        checkpointer.resume_or_load("")  # resume=True by default, as fvcore's
     assert checkpointer.checkpointables["counter"].value == 9
     assert "newest readable" not in caplog.text
+
+
+def test_newest_means_last_written_not_last_in_name_order(tmp_path):
+    import os
+
+    _tiny_checkpointer(tmp_path, 4).save("model_0000004")
+    _tiny_checkpointer(tmp_path, 9).save("model_0000009")
+    (tmp_path / "last_checkpoint").write_text("model_final.pth")  # never renamed into place
+    os.utime(tmp_path / "model_0000009.pth", (1, 1))
+    checkpointer = _tiny_checkpointer(tmp_path, 0)
+    checkpointer.resume_or_load("", resume=True)
+    assert checkpointer.checkpointables["counter"].value == 4
 
 
 def test_resume_with_no_readable_checkpoint_names_each_file(tmp_path):
