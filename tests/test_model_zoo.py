@@ -41,6 +41,22 @@ def test_similarity_threshold_keeps_good_matches_only():
     assert closest_config_names("xy.py") == []
 
 
+def test_a_similarity_of_exactly_the_threshold_is_kept():
+    """'Xshapes.pyX' (11 characters) vs 'retinanet_shapes.py' (19) share 'shapes.py': 2*9/30 = 0.6."""
+    assert closest_config_names("Xshapes.pyX") == ["Baselines/retinanet_shapes.py"]
+
+
 def test_existing_names_and_paths_resolve():
     assert get_config_file("Baselines/retinanet_shapes.py").endswith("configs/Baselines/retinanet_shapes.py")
-    assert "Baselines/retinanet_shapes.py" in available_configs()
+    names = available_configs()
+    assert "Baselines/retinanet_shapes.py" in names
+    assert not [n for n in names if n.startswith("common/") or n.endswith("__init__.py")]
+
+
+@pytest.mark.detectron2
+def test_get_puts_the_model_on_the_device_asked_and_loads_no_weights_unless_asked():
+    from d2imbalance import get, get_config
+
+    model = get("Baselines/retinanet_shapes.py", device="meta")
+    assert {p.device.type for p in model.parameters()} == {"meta"} and not model.training
+    assert get_config("Baselines/retinanet_shapes.py").train.init_checkpoint == ""
