@@ -33,7 +33,6 @@ __all__ = ["apply_overrides", "check_overrides"]
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
-_ABSENT = object()
 
 
 def apply_overrides(cfg, overrides: Sequence[str]):
@@ -130,7 +129,7 @@ def _lookup(cfg, key: str) -> Tuple[bool, Any]:
     """(whether ``key`` exists in ``cfg``, its value with interpolations resolved, or None where
     they cannot be)."""
     parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key, default=_ABSENT, throw_on_resolution_failure=False) if parent_key else cfg
+    parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
     if isinstance(parent, DictConfig):
         exists = leaf in parent.keys()
     elif isinstance(parent, ListConfig):

@@ -29,7 +29,19 @@ def test_a_misspelt_key_is_refused_with_the_closest_keys_and_the_way_to_add_one(
     assert "Did you mean model.head.num_steps or " in _error("model.head.num_stepss=3")
     assert "Did you mean" not in _error("zzzzzz=3")  # nothing close
     assert "has no key 'train.max_iter.x'" in _error("train.max_iter.x=3")  # below a value
-    assert "has no key 'model.anchor_generator.sizes.9'" in _error("model.anchor_generator.sizes.9=[1]")
+    assert "has no key 'model.anchor_generator.sizes.5'" in _error("model.anchor_generator.sizes.5=[1]")  # 5 items
+
+
+def test_keys_under_or_at_an_unresolvable_interpolation_are_checked_without_resolving_it():
+    """'${nope}' points nowhere: below it there is no key; the key itself exists, its value
+    unknown, so any value is accepted."""
+    from d2imbalance.overrides import apply_overrides
+
+    cfg = _cfg()
+    cfg.train.broken = "${nope}"
+    with pytest.raises(ValueError, match="has no key 'train.broken.x'"):
+        apply_overrides(cfg, ["train.broken.x=1"])
+    assert apply_overrides(cfg, ["train.broken=3"]).train.broken == 3
 
 
 def test_an_existing_list_item_can_be_set():
