@@ -67,6 +67,7 @@ def test_other_seeds_samplers_collate_functions_and_dataloader_arguments_reach_t
     assert _batches(2, collate_fn=lambda batch: sum(batch), aspect_ratio_grouping=False) == [
         sum(_stream(5, 10, 3)), sum(_stream(5, 10, 6)[3:])]
     assert build_resumable_train_loader(DICTS, mapper=None, total_batch_size=3, timeout=7).timeout == 7
+    assert build_resumable_train_loader(DICTS, mapper=None, total_batch_size=3).num_workers == 0  # as detectron2
     assert next(iter(build_resumable_train_loader(DICTS, mapper=None, total_batch_size=1, data_seed=5)))[0] == \
         DICTS[_stream(5, 10, 1)[0]]
     with pytest.raises(ValueError, match="total_batch_size=0 must be a positive multiple"):
