@@ -146,7 +146,7 @@ def build_resumable_train_loader(
         batches = GroupedBatchSampler(sampler, group_ids, batch_size)
     else:
         batches = torchdata.BatchSampler(sampler, batch_size, drop_last=True)
-    dataset = DatasetFromList(dataset, copy=False)  # serialized: workers do not copy-on-read the dicts
+    dataset = DatasetFromList(dataset)  # serialized: workers do not copy-on-read the dicts
     if mapper is not None:
         dataset = MapDataset(dataset, mapper)
     return torchdata.DataLoader(

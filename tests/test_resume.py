@@ -53,7 +53,30 @@ def test_a_resumed_stream_equals_the_uninterrupted_one_from_where_it_stopped(gro
 
 
 def test_workers_deliver_the_same_batches_in_the_same_order():
+    from detectron2.data.build import worker_init_reset_seed
+
+    from d2imbalance.resume import build_resumable_train_loader
+
     assert _batches(6, num_workers=2) == _batches(6)
+    loader = build_resumable_train_loader(DICTS, mapper=None, total_batch_size=3, num_workers=2)
+    assert loader.num_workers == 2 and loader.worker_init_fn is worker_init_reset_seed  # as detectron2
+
+
+def test_square_images_group_with_portrait_ones_and_a_finite_sampler_drops_its_last_partial_batch():
+    """detectron2's rule: group 0 if width > height, else 1. Unshuffled ids 0 (square), 1 (portrait),
+    2, 3 (landscape) in batches of 2: [0, 1], [2, 3]. Without grouping, 10 ids in batches of 3 from
+    a finite sampler: [9] is dropped."""
+    from torch.utils.data import SequentialSampler
+
+    from d2imbalance.resume import build_resumable_train_loader
+
+    dicts = [dict(id=0, width=5, height=5), dict(id=1, width=4, height=5), dict(id=2, width=5, height=4),
+             dict(id=3, width=5, height=4)]
+    loader = build_resumable_train_loader(dicts, mapper=lambda d: d["id"], total_batch_size=2,
+                                          sampler=SequentialSampler(range(4)))
+    assert list(loader) == [[0, 1], [2, 3]]
+    finite = _batches(5, aspect_ratio_grouping=False, sampler=SequentialSampler(range(10)))
+    assert finite == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
 
 
 def test_other_seeds_samplers_collate_functions_and_dataloader_arguments_reach_the_loader():
