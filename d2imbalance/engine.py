@@ -1,9 +1,12 @@
 """The training and evaluation loop behind ``train_net.py``, shared by every project.
 
 detectron2's LazyConfig loop (tools/lazyconfig_train_net.py) plus what our users asked for: config
-names resolved from the installed configs, CPU fallback that says so, dataset validation before
-training, a plain-words checkpoint report, a learning-rate scaling warning, AMP only where it works,
-and evaluation results written next to the checkpoints.
+names resolved from the installed configs, overrides checked against the config, CPU fallback that
+says so (with a thread count that survives a busy machine), dataset validation and a num_classes
+check before training, a plain-words checkpoint report (and no evaluation of a model the checkpoint
+does not determine), checkpoints that a kill cannot corrupt, resumption that continues the data
+stream, a learning-rate scaling warning, AMP only where it works, and evaluation results written
+next to the checkpoints.
 """
 import json
 import logging
@@ -25,16 +28,21 @@ from detectron2.engine import (  # noqa: E402
     launch,
 )
 from detectron2.engine.defaults import create_ddp_model  # noqa: E402
-from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_train_loader  # noqa: E402
 from detectron2.evaluation import DatasetEvaluators, inference_on_dataset, print_csv_format  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
+from detectron2.utils.registry import locate  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 from .checkpoint import ReportingCheckpointer  # noqa: E402
 from .data.datasets import dataset_names, prepare_datasets, register_coco_datasets  # noqa: E402
 from .data.validation import validate_coco_json  # noqa: E402
 from .lr_scaling import lr_scaling_warning  # noqa: E402
 from .model_zoo import get_config_file  # noqa: E402
+from .overrides import apply_overrides  # noqa: E402
+from .resume import RunRecord, build_resumable_train_loader, data_stream_start, max_iter_change  # noqa: E402
+from .threads import available_cores, choose_cpu_threads  # noqa: E402
 
 logger = logging.getLogger("d2imbalance")
 
@@ -42,14 +50,15 @@ __all__ = ["default_argument_parser", "launch_from_args", "main", "setup", "do_t
 
 
 def setup(args):
-    """Load the config (path or model-zoo-style name), apply overrides, pick the device, set up
-    logging / seeding / the saved config (detectron2's default_setup), and check the lr scaling."""
+    """Load the config (path or model-zoo-style name), check and apply overrides, pick the device
+    (and the CPU thread count), set up logging / seeding / the saved config (detectron2's
+    default_setup), and check the lr scaling."""
     args.config_file = get_config_file(args.config_file)  # default_setup re-reads it to log it
     cfg = LazyConfig.load(args.config_file)
     reference = cfg.train.get("lr_reference") or dict(
         lr=cfg.optimizer.lr, total_batch_size=cfg.dataloader.train.total_batch_size
     )
-    cfg = LazyConfig.apply_overrides(cfg, args.opts)
+    cfg = apply_overrides(cfg, args.opts)
     cpu_fallback = str(cfg.train.device).startswith("cuda") and not torch.cuda.is_available()
     if cpu_fallback:
         cfg.train.device = "cpu"
@@ -60,6 +69,13 @@ def setup(args):
     if cfg.train.amp.enabled and cfg.train.device == "cpu":
         logger.warning("train.amp.enabled=True needs a GPU; training in float32 on CPU instead.")
         cfg.train.amp.enabled = False
+    if cfg.train.device == "cpu":
+        loader = cfg.dataloader.test if args.eval_only else cfg.dataloader.train
+        threads, why = choose_cpu_threads(
+            os.environ, available_cores(), loader.get("num_workers", 0), comm.get_local_size()
+        )
+        torch.set_num_threads(threads)
+        logger.info(f"CPU: {threads} torch thread(s) per process ({why}).")
     warning = lr_scaling_warning(
         cfg.optimizer.lr,
         cfg.dataloader.train.total_batch_size,
@@ -96,6 +112,87 @@ def prepare_all_datasets(cfg) -> None:
     comm.synchronize()
 
 
+def model_num_classes(model):
+    """(num_classes, the config key that sets it) of this repo's meta-architectures: the ROI heads'
+    for two-stage models, the model's own for RetinaNet-like ones; (None, None) for others."""
+    if hasattr(model, "roi_heads"):
+        return model.roi_heads.num_classes, "model.roi_heads.num_classes"
+    if hasattr(model, "num_classes"):
+        return model.num_classes, "model.num_classes"
+    return None, None
+
+
+def check_num_classes(model, names) -> None:
+    """Stop when the model predicts another number of classes than a dataset has categories.
+
+    More categories would train as background (or crash later in the loss or the evaluator); fewer
+    leave outputs nothing trains. Datasets whose metadata lacks ``thing_classes`` are loaded to get
+    them (detectron2's COCO loader sets them), and skipped if they still have none.
+
+    Raises:
+        ValueError: naming both numbers, the dataset and the override to pass.
+    """
+    num_classes, key = model_num_classes(model.module if isinstance(model, DistributedDataParallel) else model)
+    if num_classes is None:
+        return
+    for name in names:
+        classes = MetadataCatalog.get(name).get("thing_classes")
+        if classes is None:
+            DatasetCatalog.get(name)
+            classes = MetadataCatalog.get(name).get("thing_classes")
+        if classes is not None and len(classes) != num_classes:
+            raise ValueError(
+                f"The model predicts {key}={num_classes} classes but dataset {name!r} has {len(classes)} "
+                f"categories ({', '.join(map(str, classes[:8]))}{' ...' if len(classes) > 8 else ''}). "
+                f"Pass {key}={len(classes)}."
+            )
+
+
+def build_train_loader(cfg, run: RunRecord, start_iter: int):
+    """The training loader, continuing the data stream of a resumed run where it stopped.
+
+    detectron2's ``build_detection_train_loader`` (every config of this repo) is replaced by
+    :func:`d2imbalance.resume.build_resumable_train_loader` with the same arguments, the
+    checkpoint's data seed and the batches already trained skipped; ``run.current`` is filled for
+    the next checkpoints. A loader of another kind is built as configured and restarts its stream.
+    """
+    loader_cfg = cfg.dataloader.train
+    run.current = dict(max_iter=cfg.train.max_iter)
+    target = loader_cfg._target_
+    if (locate(target) if isinstance(target, str) else target) is build_detection_train_loader:
+        kwargs = {k: instantiate(loader_cfg[k]) for k in loader_cfg.keys() if k != "_target_"}
+        if isinstance(kwargs["dataset"], list):
+            return _build_resumable(run, start_iter, kwargs)
+        loader = build_detection_train_loader(**kwargs)
+    else:
+        loader = instantiate(loader_cfg)
+    if start_iter:
+        logger.warning(
+            "dataloader.train is not detectron2's build_detection_train_loader over a list of dataset "
+            "dicts: its data order restarts from the beginning on --resume."
+        )
+    return loader
+
+
+def _build_resumable(run: RunRecord, start_iter: int, kwargs: dict):
+    saved = run.saved if start_iter else None
+    seed = (saved or {}).get("data_seed")
+    run.current.update(
+        data_seed=comm.shared_random_seed() if seed is None else seed,
+        dataset_size=len(kwargs["dataset"]),
+        total_batch_size=kwargs["total_batch_size"],
+        world_size=comm.get_world_size(),
+    )
+    skip, warning = data_stream_start(saved, run.current, start_iter)
+    if warning:
+        logger.warning(warning)
+    elif skip:
+        logger.info(f"Continuing the data stream after its first {skip} batches (seed {run.current['data_seed']}).")
+    if "sampler" in kwargs and skip:
+        logger.warning("dataloader.train.sampler is set: the data order continues only if its seed is fixed.")
+    return build_resumable_train_loader(**kwargs, data_seed=run.current["data_seed"], skip_batches=skip)
+
+
 def build_evaluator(cfg):
     """``dataloader.evaluator`` may be one evaluator or a list of them."""
     evaluators = instantiate(cfg.dataloader.evaluator)
@@ -105,7 +202,9 @@ def build_evaluator(cfg):
 def do_test(cfg, model):
     if "evaluator" not in cfg.dataloader:
         return {}
-    results = inference_on_dataset(model, instantiate(cfg.dataloader.test), build_evaluator(cfg))
+    loader = instantiate(cfg.dataloader.test)
+    check_num_classes(model, dataset_names(cfg.dataloader.test.dataset.names))
+    results = inference_on_dataset(model, loader, build_evaluator(cfg))
     if comm.is_main_process():
         print_csv_format(results)
     return results
@@ -127,15 +226,17 @@ def do_train(args, cfg):
 
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
-    train_loader = instantiate(cfg.dataloader.train)
 
     model = wrap_ddp(model, cfg.train.device, cfg.train.ddp)
-    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, train_loader, optimizer)
-    checkpointer = ReportingCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    # The loader is built after the checkpoint is loaded: a resumed run continues its data stream.
+    trainer = (AMPTrainer if cfg.train.amp.enabled else SimpleTrainer)(model, None, optimizer)
+    run = RunRecord()
+    checkpointer = ReportingCheckpointer(model, cfg.train.output_dir, trainer=trainer, run=run)
+    lr_multiplier = instantiate(cfg.lr_multiplier)
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
-            hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
+            hooks.LRScheduler(scheduler=lr_multiplier),
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
             hooks.PeriodicWriter(
@@ -145,16 +246,24 @@ def do_train(args, cfg):
             else None,
         ]
     )
-    resuming = args.resume and checkpointer.has_checkpoint()
-    if args.resume and not resuming:
+    if args.resume and not checkpointer.has_checkpoint():
         logger.warning(
             f"--resume given but {cfg.train.output_dir} has no checkpoint: starting from "
             f"train.init_checkpoint={cfg.train.init_checkpoint!r}."
         )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
-    start_iter = trainer.iter + 1 if resuming else 0
-    if resuming:
-        logger.info(f"Resuming from {checkpointer.get_checkpoint_file()} at iteration {start_iter}.")
+    start_iter = trainer.iter + 1 if checkpointer.resumed_from else 0
+    if start_iter:
+        logger.info(f"Resuming from {checkpointer.resumed_from} at iteration {start_iter}.")
+    trainer.reset_data_loader(lambda: build_train_loader(cfg, run, start_iter))
+    if run.saved:
+        warning = max_iter_change(run.saved["max_iter"], cfg.train.max_iter, start_iter, lr_multiplier)
+        if warning:
+            logger.warning(warning)
+    check_num_classes(
+        model,
+        dataset_names(cfg.dataloader.train.dataset.names) + dataset_names(cfg.dataloader.test.dataset.names),
+    )
     trainer.train(start_iter, cfg.train.max_iter)
 
 
@@ -169,6 +278,8 @@ def do_eval_only(args, cfg):
             "train.init_checkpoint=<path or URL>, or --resume to use the last checkpoint in train.output_dir."
         )
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=args.resume)
+    if checkpointer.last_report is not None:
+        checkpointer.last_report.check_for_evaluation()
     results = do_test(cfg, model)
     if comm.is_main_process():
         path = os.path.join(cfg.train.output_dir, "eval_results.json")

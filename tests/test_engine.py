@@ -87,3 +87,312 @@ def test_prediction_pictures_have_one_row_per_image(tmp_path):
                            str(tmp_path / "p.png"), num_images=2, score_thresh=0.0)
     picture = cv2.imread(out)
     assert picture.shape[0] >= 2 * 224 and picture.shape[1] >= 2 * 224
+
+
+# --- model.num_classes against the datasets ---------------------------------------------------------
+
+
+def _model(config, **model_overrides):
+    from detectron2.config import instantiate
+
+    from d2imbalance import get_config
+    from d2imbalance.overrides import apply_overrides
+
+    cfg = apply_overrides(get_config(config), [f"model.{k}={v}" for k, v in model_overrides.items()])
+    return instantiate(cfg.model)
+
+
+def test_num_classes_of_a_retinanet_must_match_the_datasets():
+    from d2imbalance.data.datasets import prepare_datasets
+    from d2imbalance.engine import check_num_classes, model_num_classes
+
+    prepare_datasets(["shapes_mini_train", "shapes_mini_val"])
+    assert model_num_classes(_model("Baselines/retinanet_shapes.py")) == (4, "model.num_classes")
+    check_num_classes(_model("Baselines/retinanet_shapes.py"), ["shapes_mini_train", "shapes_mini_val"])
+    with pytest.raises(ValueError) as error:
+        check_num_classes(_model("ResObj/retinanet_resobj_shapes.py", num_classes=5), ["shapes_mini_train"])
+    assert str(error.value) == (
+        "The model predicts model.num_classes=5 classes but dataset 'shapes_mini_train' has 4 categories "
+        "(circle, square, triangle, star). Pass model.num_classes=4."
+    )
+
+
+def test_num_classes_of_a_faster_rcnn_is_the_roi_heads_and_unwrapped_from_ddp():
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from d2imbalance.engine import check_num_classes, model_num_classes
+
+    model = _model("Baselines/faster_rcnn_shapes.py", **{"roi_heads.num_classes": 3})
+    assert model_num_classes(model) == (3, "model.roi_heads.num_classes")
+    ddp = DistributedDataParallel.__new__(DistributedDataParallel)  # a DDP shell around the model, no process group
+    torch.nn.Module.__init__(ddp)
+    ddp.module = model
+    with pytest.raises(ValueError, match=r"model.roi_heads.num_classes=3 .* 4 categories .*Pass model.roi_heads.num_classes=4"):
+        check_num_classes(ddp, ["shapes_mini_val"])
+
+
+def test_num_classes_check_loads_a_dataset_for_its_categories_and_skips_what_it_cannot_know(tmp_path):
+    """A registered COCO file has no thing_classes until loaded; a dataset without any is skipped,
+    as is a model without num_classes."""
+    import torch
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets import register_coco_instances
+
+    from d2imbalance.engine import check_num_classes
+
+    coco = {"images": [{"id": 1, "file_name": "1.jpg", "width": 50, "height": 50}], "annotations": [],
+            "categories": [{"id": i, "name": f"c{i}"} for i in range(1, 11)]}
+    (tmp_path / "ten.json").write_text(json.dumps(coco))
+    register_coco_instances("ten_classes_for_engine_test", {}, str(tmp_path / "ten.json"), str(tmp_path))
+    DatasetCatalog.register("no_classes_for_engine_test", lambda: [])
+    model = _model("Baselines/retinanet_shapes.py")
+    check_num_classes(model, ["no_classes_for_engine_test"])
+    check_num_classes(torch.nn.Linear(2, 2), ["ten_classes_for_engine_test"])
+    with pytest.raises(ValueError, match=r"has 10 categories \(c1, c2, c3, c4, c5, c6, c7, c8 \.\.\.\)\. Pass model.num_classes=10"):
+        check_num_classes(model, ["ten_classes_for_engine_test"])
+
+
+# --- --eval-only stops on a model the checkpoint does not determine ----------------------------------
+
+
+def _eval_only(tmp_path, *overrides):
+    from d2imbalance.engine import default_argument_parser, do_eval_only, prepare_all_datasets, setup
+
+    args = default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py", "--eval-only", "dataloader.test.dataset.names=shapes_mini_val",
+        "dataloader.train.dataset.names=shapes_mini_train", "dataloader.test.num_workers=0",
+        f"train.output_dir={tmp_path / 'eval'}", *overrides])
+    cfg = setup(args)
+    prepare_all_datasets(cfg)
+    return do_eval_only(args, cfg)
+
+
+def test_eval_only_with_another_architectures_checkpoint_stops_before_evaluating(tmp_path):
+    import torch
+
+    torch.save({"model": _model("Baselines/faster_rcnn_shapes.py").state_dict()}, tmp_path / "frcnn.pth")
+    with pytest.raises(ValueError, match="Not evaluating: .*frcnn.pth .*head got no tensor from it"):
+        _eval_only(tmp_path, f"train.init_checkpoint={tmp_path / 'frcnn.pth'}")
+    assert not (tmp_path / "eval" / "eval_results.json").exists()
+
+
+def test_eval_only_with_a_truncated_checkpoint_names_the_file(tmp_path):
+    from d2imbalance.checkpoint import CheckpointReadError
+
+    (tmp_path / "cut.pth").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(CheckpointReadError, match=r"cut.pth cannot be read .*pass another file as train.init_checkpoint"):
+        _eval_only(tmp_path, f"train.init_checkpoint={tmp_path / 'cut.pth'}")
+
+
+def test_eval_only_checks_num_classes_against_the_test_dataset_before_inference(tmp_path):
+    import torch
+
+    torch.save({"model": _model("Baselines/retinanet_shapes.py", num_classes=5).state_dict()}, tmp_path / "five.pth")
+    with pytest.raises(ValueError, match="model.num_classes=5 classes but dataset 'shapes_mini_val' has 4"):
+        _eval_only(tmp_path, f"train.init_checkpoint={tmp_path / 'five.pth'}", "model.num_classes=5")
+
+
+# --- CPU threads -------------------------------------------------------------------------------------
+
+
+def test_cpu_threads_leave_a_core_to_each_data_loader_worker_and_respect_omp_num_threads():
+    from d2imbalance.threads import choose_cpu_threads
+
+    assert choose_cpu_threads({}, cores=2, num_workers=1) == (
+        1, "2 usable cores / 1 process(es) = 2, minus 1 data-loader worker(s); set OMP_NUM_THREADS to choose")
+    assert choose_cpu_threads({}, cores=2, num_workers=0)[0] == 2
+    assert choose_cpu_threads({}, cores=2, num_workers=4)[0] == 1
+    assert choose_cpu_threads({}, cores=16, num_workers=4, processes=2)[0] == 4  # 16 // 2 - 4
+    assert choose_cpu_threads({}, cores=17, num_workers=1, processes=2)[0] == 7  # 17 // 2 - 1
+    assert choose_cpu_threads({"OMP_NUM_THREADS": "3"}, cores=2, num_workers=1) == (3, "OMP_NUM_THREADS=3 set by the user")
+    assert choose_cpu_threads({"OMP_NUM_THREADS": " 1"}, cores=8, num_workers=0)[0] == 1
+    for bad in ("0", "two", "-1", ""):
+        with pytest.raises(ValueError, match=f"OMP_NUM_THREADS='{bad}' is not a positive integer"):
+            choose_cpu_threads({"OMP_NUM_THREADS": bad}, cores=2, num_workers=1)
+
+
+def test_available_cores_is_the_affinity_where_there_is_one(monkeypatch):
+    import os
+
+    from d2imbalance.threads import available_cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5} if pid == 0 else {0}, raising=False)
+    assert available_cores() == 3
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert available_cores() == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert available_cores() == 1
+
+
+def test_setup_sets_and_logs_the_cpu_thread_count(tmp_path, monkeypatch):
+    """3 cores, the shapes configs' 1 training worker, OMP_NUM_THREADS unset: 3 - 1 = 2 threads;
+    --eval-only counts the test loader's workers (2 here): 3 - 2 = 1."""
+    import torch
+
+    import d2imbalance.engine as engine
+
+    if torch.cuda.is_available():
+        pytest.skip("the thread count is set for CPU runs")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(engine, "available_cores", lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        for extra, expected in (([], 2), (["--eval-only", "dataloader.test.num_workers=2"], 1)):
+            out = tmp_path / str(expected)
+            engine.setup(engine.default_argument_parser().parse_args(
+                ["--config-file", "Baselines/retinanet_shapes.py", *extra, f"train.output_dir={out}"]))
+            assert torch.get_num_threads() == expected
+            assert f"CPU: {expected} torch thread(s) per process (3 usable cores / 1 process(es)" in (out / "log.txt").read_text()
+    finally:
+        torch.set_num_threads(before)
+
+
+# --- do_train in-process: checkpoints carry the run, resume continues it ------------------------------
+
+
+def _train(out, *extra, resume=False):
+    """3 iterations (unless overridden) of the shapes RetinaNet on single images, no evaluation."""
+    from d2imbalance.engine import default_argument_parser, do_train, prepare_all_datasets, setup
+
+    args = default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py", *(["--resume"] if resume else []),
+        "dataloader.train.dataset.names=shapes_mini_train", "dataloader.test.dataset.names=shapes_mini_val",
+        "dataloader.train.total_batch_size=1", "dataloader.train.num_workers=0", "optimizer.lr=0.0025",
+        "train.log_period=1", "train.eval_period=0", "train.checkpointer.period=2", "train.max_iter=3",
+        "train.seed=0", f"train.output_dir={out}", *extra])
+    cfg = setup(args)
+    del cfg.dataloader.evaluator  # do_test then evaluates nothing
+    prepare_all_datasets(cfg)
+    do_train(args, cfg)
+    return (out / "log.txt").read_text()
+
+
+def _iterations_and_lr(out):
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    return [(m["iteration"], m["lr"]) for m in metrics]
+
+
+def test_training_saves_the_run_with_each_checkpoint_and_resume_continues_it(tmp_path):
+    """Demo schedule at max_iter=3 (warm-up over 5 % = 0.15 iterations from factor 0.001, ×0.1 from
+    80 % = 2.4): lr 0.0025 * 0.001 = 2.5e-06 at iteration 0, 0.0025 at 1 and 2. Resumed with
+    max_iter=4: iteration 3 is 3/4 = 75 % < 80 %, so 0.0025 again (it would be 0.00025 at 3/3); the
+    warning says so."""
+    import torch
+
+    out = tmp_path / "run"
+    log = _train(out, resume=True)
+    assert f"--resume given but {out} has no checkpoint: starting from train.init_checkpoint=''" in log
+    assert _iterations_and_lr(out) == [(0, pytest.approx(2.5e-06)), (1, 0.0025), (2, 0.0025)]
+    final = torch.load(out / "model_final.pth", weights_only=False)
+    assert final["trainer"]["iteration"] == 2 and (out / "model_0000001.pth").is_file()
+    assert final["run"] == dict(max_iter=3, data_seed=final["run"]["data_seed"], dataset_size=24,
+                                total_batch_size=1, world_size=1)
+
+    log = _train(out, "train.max_iter=4", resume=True)
+    assert "has no checkpoint" not in log.split("train.max_iter=4")[-1]
+    assert f"Resuming from {out / 'model_final.pth'} at iteration 3." in log
+    assert "Continuing the data stream after its first 3 batches" in log
+    assert "train.max_iter=4 differs from the checkpoint's run (train.max_iter=3)" in log
+    assert "the lr multiplier at iteration 3 becomes 1 (the original run's: 0.1)" in log
+    assert _iterations_and_lr(out)[3:] == [(3, 0.0025)]
+    assert torch.load(out / "model_final.pth", weights_only=False)["run"]["max_iter"] == 4
+
+
+def test_training_without_resume_starts_over_and_stops_on_a_num_classes_mismatch(tmp_path):
+    out = tmp_path / "run"
+    _train(out, "train.max_iter=1")
+    log = _train(out, "train.max_iter=2")  # no --resume: from iteration 0, no warnings about resuming
+    assert "Resuming" not in log and "has no checkpoint" not in log and "differs from the checkpoint" not in log
+    assert [i for i, _ in _iterations_and_lr(out)] == [0, 0, 1]
+    with pytest.raises(ValueError, match="model.num_classes=5 classes but dataset 'shapes_mini_train' has 4"):
+        _train(tmp_path / "five", "model.num_classes=5")
+    assert not list((tmp_path / "five").glob("model_*.pth"))  # stopped before the first iteration
+    assert (tmp_path / "five" / "metrics.json").read_text() == ""
+
+
+def test_eval_only_warns_only_without_weights(tmp_path):
+    """No weights: a warning, and evaluation of what there is (here no evaluator: {}); weights
+    given, or --resume with a checkpoint: no warning."""
+    import torch
+
+    from d2imbalance.engine import default_argument_parser, do_eval_only, setup
+
+    torch.save({"model": _model("Baselines/retinanet_shapes.py").state_dict()}, tmp_path / "m.pth")
+    _tiny = ["dataloader.test.dataset.names=shapes_mini_val"]
+    for extra, resume, warned in (([], False, True), ([f"train.init_checkpoint={tmp_path / 'm.pth'}"], False, False),
+                                  ([], True, True)):
+        out = tmp_path / f"{len(extra)}{resume}"
+        if warned is False or resume:
+            out.mkdir()
+        args = default_argument_parser().parse_args([
+            "--config-file", "Baselines/retinanet_shapes.py", "--eval-only", *(["--resume"] if resume else []),
+            *_tiny, *extra, f"train.output_dir={out}"])
+        cfg = setup(args)
+        del cfg.dataloader.evaluator
+        assert do_eval_only(args, cfg) == {}
+        assert json.loads((out / "eval_results.json").read_text()) == {}
+        assert ("evaluating a freshly initialised model" in (out / "log.txt").read_text()) is warned
+    (tmp_path / "resumed").mkdir()
+    torch.save({"model": _model("Baselines/retinanet_shapes.py").state_dict()}, tmp_path / "resumed" / "model_final.pth")
+    (tmp_path / "resumed" / "last_checkpoint").write_text("model_final.pth")
+    args = default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py", "--eval-only", "--resume", *_tiny,
+        f"train.output_dir={tmp_path / 'resumed'}"])
+    cfg = setup(args)
+    del cfg.dataloader.evaluator
+    do_eval_only(args, cfg)
+    assert "freshly initialised" not in (tmp_path / "resumed" / "log.txt").read_text()
+
+
+def test_ddp_wrapping_on_cpu_gives_no_device_ids(monkeypatch):
+    import d2imbalance.engine as engine
+
+    monkeypatch.setattr(engine, "create_ddp_model", lambda model, **kwargs: (model, kwargs))
+    assert engine.wrap_ddp("m", "cpu", {"broadcast_buffers": False}) == ("m", {"broadcast_buffers": False, "device_ids": None})
+    assert engine.wrap_ddp("m", "cuda", {"broadcast_buffers": False}) == ("m", {"broadcast_buffers": False})
+
+
+def test_launch_gets_every_distributed_argument(monkeypatch):
+    import d2imbalance.engine as engine
+
+    calls = []
+    monkeypatch.setattr(engine, "launch", lambda *a, **k: calls.append((a, k)))
+    args = engine.default_argument_parser().parse_args([
+        "--config-file", "x.py", "--num-gpus", "2", "--num-machines", "3", "--machine-rank", "1",
+        "--dist-url", "tcp://1.2.3.4:5"])
+    engine.launch_from_args(args)
+    assert calls == [((engine.main, 2), dict(num_machines=3, machine_rank=1, dist_url="tcp://1.2.3.4:5", args=(args,)))]
+
+
+def test_setup_without_lr_reference_or_workers_uses_the_configs_own(tmp_path, monkeypatch):
+    """A config without train.lr_reference is its own reference (lr 0.01 at batch 4 here): lr 0.02
+    at batch 4 gets the warning with 0.01; without dataloader.train.num_workers, no worker is
+    counted (3 cores -> 3 threads). On CPU, device=cpu is no fallback and amp off says nothing."""
+    import torch
+
+    import d2imbalance.engine as engine
+
+    (tmp_path / "cfg.py").write_text(
+        "from d2imbalance.model_zoo import get_config\n"
+        "_cfg = get_config('Baselines/retinanet_shapes.py')\n"
+        "model, dataloader, optimizer, lr_multiplier, train = (\n"
+        "    _cfg.model, _cfg.dataloader, _cfg.optimizer, _cfg.lr_multiplier, _cfg.train)\n"
+        "del train.lr_reference\n"
+        "del dataloader.train.num_workers\n"
+    )
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(engine, "available_cores", lambda: 3)
+    before = torch.get_num_threads()
+    try:
+        cfg = engine.setup(engine.default_argument_parser().parse_args([
+            "--config-file", str(tmp_path / "cfg.py"), "optimizer.lr=0.02", "train.device=cpu",
+            f"train.output_dir={tmp_path / 'out'}"]))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "optimizer.lr=0.02 with dataloader.train.total_batch_size=4, but this recipe uses lr 0.01 at batch 4" in log
+    assert "No GPU found" not in log and "needs a GPU" not in log
+    assert cfg.train.device == "cpu" and cfg.train.amp.enabled is False

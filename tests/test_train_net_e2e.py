@@ -61,13 +61,21 @@ def test_training_writes_checkpoints_metrics_config_and_coco_results(trained):
     assert "Dataset shapes_mini_train" in log  # validation ran
 
 
-def test_resume_continues_from_the_last_checkpoint(trained):
+def test_resume_continues_from_the_newest_readable_checkpoint_and_its_data_stream(trained):
+    """model_final.pth cut in half, as an in-place write killed half-way left it before checkpoints
+    were written atomically: --resume takes model_0000019.pth (the same iteration), continues the
+    data stream after the 20 batches trained, and names the changed max_iter."""
     tmp, out, _ = trained
+    final = out / "model_final.pth"
+    final.write_bytes(final.read_bytes()[: final.stat().st_size // 2])
     log = _train_net(
         tmp, "--config-file", "Baselines/retinanet_shapes.py", "--resume", *MINI,
         "train.max_iter=25", "train.eval_period=0", f"train.output_dir={out}",
     )
-    assert "Resuming from" in log and "at iteration 20" in log
+    assert "model_0000019.pth, the newest readable checkpoint" in log
+    assert f"Resuming from {out / 'model_0000019.pth'} at iteration 20" in log
+    assert "Continuing the data stream after its first 20 batches" in log
+    assert "train.max_iter=25 differs from the checkpoint's run (train.max_iter=20)" in log
     assert _training_iterations(out) == [4, 9, 14, 19, 24]
 
 

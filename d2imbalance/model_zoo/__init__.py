@@ -4,8 +4,9 @@ Names are paths relative to the project's ``configs/`` directory, e.g.
 ``"ResObj/retinanet_resobj_R_50_FPN_1x.py"``. The configs are installed as package data
 (``d2imbalance/model_zoo/configs``), so lookups work outside the repository too.
 """
+import difflib
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 from .._compat import require_detectron2
 
@@ -47,12 +48,33 @@ def get_config_file(name_or_path: str) -> str:
     candidate = root / name_or_path
     if candidate.is_file():
         return str(candidate)
-    stem = Path(name_or_path).name.replace(".py", "")
-    close = [n for n in available_configs() if stem.split("_")[0] in n][:10]
+    close = closest_config_names(name_or_path)
+    hint = f"Closest names: {close}." if close else (
+        "No name is close; `python -c 'from d2imbalance.model_zoo import available_configs; "
+        "print(available_configs())'` lists them all."
+    )
     raise FileNotFoundError(
         f"Config {name_or_path!r} is neither an existing file nor a name under {root}. "
-        f"Names look like 'Baselines/retinanet_R_50_FPN_1x.py'. Similar names: {close or available_configs()[:10]}"
+        f"Names look like 'Baselines/retinanet_R_50_FPN_1x.py'. {hint}"
     )
+
+
+def closest_config_names(name: str, n: int = 5) -> List[str]:
+    """The ``n`` available config names most similar to ``name`` (difflib ratio >= 0.6), best first.
+
+    A name is compared whole and by its file name alone, so a typo in a name given without its
+    project directory ("retinanet_resobj_shape.py") still finds "ResObj/retinanet_resobj_shapes.py".
+    """
+    typed_file = Path(name).name
+
+    def similarity(candidate: str) -> float:
+        return max(
+            difflib.SequenceMatcher(None, name, candidate).ratio(),
+            difflib.SequenceMatcher(None, typed_file, Path(candidate).name).ratio(),
+        )
+
+    scored = sorted(((similarity(c), c) for c in available_configs()), key=lambda sc: -sc[0])
+    return [c for score, c in scored[:n] if score >= 0.6]
 
 
 def get_config(name_or_path: str, trained: bool = False):
