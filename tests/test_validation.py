@@ -120,6 +120,9 @@ def test_each_problem_is_reported_with_ids(tmp_path):
         ([10, 76, 5, 5], False, False),  # y + h == height + 1
         ([10, 76.5, 5, 5], False, True),
         ([0, 0, 100, 80], False, False),  # the whole image
+        ([-0.5, 10, 1, 5], False, False),  # x + w == 0.5: half a pixel inside
+        ([10, -0.5, 5, 1], False, False),
+        ([10, 10, 0.5, 0.5], False, False),  # tiny, but not empty
     ],
 )
 def test_outside_boundaries(tmp_path, bbox, outside, partly):
@@ -239,6 +242,21 @@ def test_float_sizes_that_are_whole_numbers_are_accepted(tmp_path):
     image = {"id": 1, "file_name": "1.jpg", "width": 100.0, "height": 80.0}
     path = _write(tmp_path, [image], [_ann(1, 1, [1, 1, 5, 5])], files=False)
     assert validate_coco_json(path, str(tmp_path)).problems == []
+
+
+def test_a_one_pixel_image_with_a_one_pixel_box_is_valid(tmp_path):
+    path = _write(tmp_path, [_image(1, w=1, h=1)], [_ann(1, 1, [0, 0, 1, 1])])
+    assert validate_coco_json(path, str(tmp_path)).problems == []
+
+
+def test_duplicates_among_mixed_integer_and_string_ids_are_listed(tmp_path):
+    """Sorting 1 and "a" together must not fail: ids are listed in the order of their text."""
+    images = [_image(1), _image(1), {**_image(2), "id": "a"}, {**_image(2), "id": "a"}]
+    annotations = [_ann(1, 1, [1, 1, 5, 5]), _ann(1, 1, [1, 1, 5, 5]), _ann("b", "a", [1, 1, 5, 5]),
+                   _ann("b", "a", [1, 1, 5, 5])]
+    problems = _problems(tmp_path, images, annotations)
+    assert problems["duplicate image ids"].ids == [1, "a"]
+    assert problems["duplicate annotation ids"].ids == [1, "b"]
 
 
 def test_malformed_categories_are_named(tmp_path):
