@@ -365,14 +365,15 @@ def validate_coco_json(
         if not isinstance(value, list):
             add("malformed file", key, f"{key!r} is a {type(value).__name__}, not a list")
     if not found:
-        _check_entries(sections, category_ids, image_root, add, empty_images, decode_images, evaluated)
+        _check_entries(sections, category_ids, image_root, add, decode_images, evaluated)
         report.num_images = len(sections["images"])
         report.num_annotations = len(sections["annotations"])
     report.problems = [found[kind] for kind in kinds if kind in found]
     return report
 
 
-def _check_entries(sections, category_ids, image_root, add, empty_images, decode_images, evaluated) -> None:
+def _check_entries(sections, category_ids, image_root, add, decode_images, evaluated) -> None:
+    """The checks of a file with COCO's layout; ``add(kind, id, detail)`` records each problem."""
     images, annotations, categories = sections["images"], sections["annotations"], sections["categories"]
     if not images:
         add("no images", "images")
