@@ -5,6 +5,7 @@ boxes of the drawn pixels, the size-class mix and empty-image fraction the spec 
 the file layout of the cache, and generation that is atomic (a crash or a lost race leaves no partial
 dataset). Pure numpy / OpenCV / PIL, no detectron2: a few seconds.
 """
+import dataclasses
 import hashlib
 import json
 import math
@@ -202,7 +203,7 @@ def test_size_mix_selects_the_size_class_of_the_drawn_area(size_mix, wanted):
     sizes = Counter(size_class(area) for area in areas)
     assert sizes[wanted] >= 0.9 * len(areas)
     assert {a["category_id"] for a in coco["annotations"]} == {1, 2, 3, 4}
-    low, high = shapes._SQRT_AREA_RANGES[wanted]
+    low, high = {"small": (9, 31), "medium": (34, 94), "large": (99, 150)}[wanted]
     sqrt_areas = sorted(math.sqrt(area) for area in areas)
     assert low - 1 <= sqrt_areas[0] < low + 0.3 * (high - low)
     assert high - 0.3 * (high - low) < sqrt_areas[-1] <= high + 2
@@ -255,7 +256,9 @@ def test_shape_polygons_have_the_area_their_factor_says(name, vertices):
     assert len(np.unique(np.round(polygon, 6), axis=0)) == vertices
     x, y = polygon[:, 0] - 50.0, polygon[:, 1] - 60.0
     area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-    assert area / 40.0**2 == pytest.approx(shapes._AREA_FACTORS[name], rel=0.01)
+    factor = {"circle": math.pi / 4, "square": 0.5625, "triangle": 0.325, "star": 0.33}[name]
+    assert area / 40.0**2 == pytest.approx(factor, rel=0.01)
+    assert shapes._AREA_FACTORS[name] == factor
     radii = np.hypot(x, y)
     outer = {"circle": 20.0, "square": 20.0 * math.sqrt(2) * 0.75, "triangle": 20.0, "star": 20.0}[name]
     assert radii.max() == pytest.approx(outer)
@@ -295,7 +298,11 @@ def test_polygon_box_is_clipped_to_the_image():
         ([0, 0, 10, 10], [8, 1, 12, 4], 2 * 3 / (4 * 3)),  # b (4x3) is the smaller one
         ([8, 1, 12, 4], [0, 0, 10, 10], 2 * 3 / (4 * 3)),  # symmetric
         ([0, 0, 10, 20], [2, 5, 30, 8], 8 * 3 / (28 * 3)),
+        ([1, 2, 11, 22], [4, 7, 30, 10], 7 * 3 / (26 * 3)),  # all coordinates different
+        ([4, 7, 30, 10], [1, 2, 11, 22], 7 * 3 / (26 * 3)),
         ([0, 0, 10, 10], [20, 20, 30, 30], 0.0),  # disjoint
+        ([0, 0, 10, 10], [20, 0, 30, 10], 0.0),  # disjoint in x only
+        ([0, 0, 10, 10], [0, 20, 10, 30], 0.0),  # disjoint in y only
         ([0, 0, 10, 10], [10, 0, 20, 10], 0.0),  # touching
         ([0, 0, 10, 10], [5, 5, 5, 9], 0.0),  # b has no area
     ],
@@ -340,6 +347,14 @@ def test_unknown_split_is_rejected():
         build_split(TINY, "test")
 
 
+def test_the_spec_is_immutable_and_hashable():
+    """It is a default argument of several functions, and its fields name the cache."""
+    spec = ShapesSpec()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 1
+    assert hash(spec) == hash(ShapesSpec()) and spec == ShapesSpec()
+
+
 def test_fingerprint_names_the_spec_and_its_data_version(monkeypatch):
     assert len(ShapesSpec().fingerprint()) == 10
     assert all(c in "0123456789abcdef" for c in ShapesSpec().fingerprint())
@@ -369,7 +384,7 @@ def test_file_layout(tmp_path):
     assert paths.json_files == {"train": root / "train.json", "val": root / "val.json"}
     assert paths.image_roots == {"train": root / "train", "val": root / "val"}
     assert sorted(p.name for p in root.iterdir()) == ["spec.json", "train", "train.json", "val", "val.json"]
-    assert json.loads((root / "spec.json").read_text()) == json.loads(json.dumps(asdict(TINY)))
+    assert (root / "spec.json").read_text() == json.dumps(asdict(TINY), indent=1)  # one field a line
     for split, n in (("train", 3), ("val", 2)):
         coco = json.loads(paths.json_files[split].read_text())
         assert coco == build_split(TINY, split)
@@ -377,6 +392,14 @@ def test_file_layout(tmp_path):
         for im in coco["images"]:
             with Image.open(paths.image_roots[split] / im["file_name"]) as file:
                 assert file.format == "JPEG" and file.size == (im["width"], im["height"])
+
+
+def test_write_split_creates_and_rewrites_its_directories(tmp_path):
+    out = tmp_path / "x" / "y"
+    for _ in range(2):
+        json_path = shapes.write_split(TINY, "val", out)
+        assert json_path == out / "val.json" and json.loads(json_path.read_text()) == build_split(TINY, "val")
+        assert sorted(p.name for p in (out / "val").iterdir()) == ["val_00000.jpg", "val_00001.jpg"]
 
 
 def test_generation_happens_once(tmp_path, monkeypatch):
@@ -427,3 +450,29 @@ def test_an_incomplete_directory_in_the_way_is_an_error(tmp_path):
     with pytest.raises(OSError):
         ensure_shapes_dataset(TINY, tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == [paths.root.name]
+
+
+# ---------------------------------------------------------------- the data DATA_VERSION names
+
+# What DATA_VERSION 2 draws. The default spec's fingerprint names the cache directory of the data the
+# READMEs' shapes results were trained on; the digests are of TINY's train split. If a change of the
+# drawing code makes this test fail, bump DATA_VERSION (so caches of the old data are not reused)
+# and update the values.
+PINNED_VERSION = 2
+PINNED_DEFAULT_FINGERPRINT = "a386b72053"
+PINNED_JSON_SHA1 = "e43618e479a08cdf37b29cfc3e9ee6cf1241f6e5"
+# Pixels also depend on OpenCV's resize and line drawing: pinned for the version they were taken with.
+PINNED_PIXELS = ("5.0.0", "8820ba720cb7fdba7e15f0e622e9640947a4cd16")
+
+
+def test_generated_data_is_pinned_to_its_data_version():
+    import cv2
+
+    assert shapes.DATA_VERSION == PINNED_VERSION
+    assert ShapesSpec().fingerprint() == PINNED_DEFAULT_FINGERPRINT
+    coco, arrays = _generate(TINY)
+    assert hashlib.sha1(json.dumps(coco, sort_keys=True).encode()).hexdigest() == PINNED_JSON_SHA1
+    if cv2.__version__ != PINNED_PIXELS[0]:
+        pytest.skip(f"pixel digest pinned for OpenCV {PINNED_PIXELS[0]}, this is {cv2.__version__}")
+    pixels = hashlib.sha1(b"".join(arrays[name].tobytes() for name in sorted(arrays))).hexdigest()
+    assert pixels == PINNED_PIXELS[1]
