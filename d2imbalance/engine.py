@@ -88,20 +88,29 @@ def setup(args):
     return cfg
 
 
-def validate_training_datasets(cfg) -> None:
-    """Validate every COCO-format training dataset; log problems, stop on fatal ones."""
-    dataset_cfg = cfg.dataloader.train.dataset
-    policy = "drop" if dataset_cfg.get("filter_empty", True) else "keep"
-    for name in dataset_names(dataset_cfg.names):
-        metadata = MetadataCatalog.get(name)
-        json_file = metadata.get("json_file")
-        if not json_file:
-            logger.info(f"Dataset {name} has no json_file in its metadata; not a COCO file, not validated.")
-            continue
-        report = validate_coco_json(json_file, metadata.get("image_root"), dataset=name, empty_images=policy)
-        serious = any(p.severity != "info" for p in report.problems)
-        (logger.warning if serious else logger.info)(report.summary())
-        report.raise_if_fatal()
+def validate_datasets(cfg) -> None:
+    """Validate every COCO-format dataset of ``dataloader.train`` and ``dataloader.test`` before the
+    first iteration (a broken test set would otherwise fail after training); log problems, stop on
+    fatal ones. ``train.validate_decode_images=True`` also decodes every image."""
+    decode = cfg.train.get("validate_decode_images", False)
+    for split in ("train", "test"):
+        dataset_cfg = cfg.dataloader[split].dataset
+        # get_detection_dataset_dicts' default is filter_empty=True.
+        policy = "drop" if dataset_cfg.get("filter_empty", True) else "keep"
+        for name in dataset_names(dataset_cfg.names):
+            label = f"{name} in dataloader.{split}"
+            metadata = MetadataCatalog.get(name)
+            json_file = metadata.get("json_file")
+            if not json_file:
+                logger.info(f"Dataset {label} has no json_file in its metadata; not a COCO file, not validated.")
+                continue
+            report = validate_coco_json(
+                json_file, metadata.get("image_root"), dataset=label, empty_images=policy,
+                decode_images=decode, evaluated=split == "test",
+            )
+            serious = any(p.severity != "info" for p in report.problems)
+            (logger.warning if serious else logger.info)(report.summary())
+            report.raise_if_fatal()
 
 
 def prepare_all_datasets(cfg) -> None:
@@ -295,7 +304,7 @@ def main(args):
     if args.eval_only:
         return do_eval_only(args, cfg)
     if cfg.train.get("validate_datasets", True):
-        validate_training_datasets(cfg)
+        validate_datasets(cfg)
     do_train(args, cfg)
 
 

@@ -11,7 +11,7 @@ def test_training_stops_on_a_fatal_dataset_problem(tmp_path):
 
     from d2imbalance import get_config
     from d2imbalance.data.validation import DatasetValidationError
-    from d2imbalance.engine import validate_training_datasets
+    from d2imbalance.engine import validate_datasets
 
     (tmp_path / "1.jpg").write_bytes(b"x")
     coco = {
@@ -24,7 +24,7 @@ def test_training_stops_on_a_fatal_dataset_problem(tmp_path):
     cfg = get_config("Baselines/retinanet_shapes.py")
     cfg.dataloader.train.dataset.names = "bad_for_engine_test"
     with pytest.raises(DatasetValidationError, match="unknown category ids.*\n.*empty boxes"):
-        validate_training_datasets(cfg)
+        validate_datasets(cfg)
 
 
 def test_datasets_declared_in_the_config_are_registered(tmp_path):

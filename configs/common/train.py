@@ -4,7 +4,11 @@ Additions:
   lr_reference: the learning rate the recipe was tuned for, at its total batch size; train_net
       warns when a run's lr / total_batch_size departs from it (linear scaling rule).
   trained_checkpoint: published weights for ``d2imbalance.get(name, trained=True)``, if any.
-  validate_datasets: check every COCO-format training dataset before training (fatal problems stop).
+  validate_datasets: check every COCO-format dataset of dataloader.train and dataloader.test before
+      the first iteration (fatal problems stop). Image headers are always read (file present, an
+      image, the width/height the JSON gives).
+  validate_decode_images: also decode every image while validating, which finds truncated or corrupt
+      pixel data; off by default because it reads every image in full.
 """
 from d2imbalance.model_zoo import detectron2_common_config
 
@@ -12,4 +16,5 @@ train = detectron2_common_config("common/train.py").train
 train.lr_reference = dict(lr=0.01, total_batch_size=16)
 train.trained_checkpoint = ""
 train.validate_datasets = True
+train.validate_decode_images = False
 train.seed = -1  # < 0: a random seed, logged

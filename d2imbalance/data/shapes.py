@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -23,7 +23,8 @@ import numpy as np
 CATEGORIES = ("circle", "square", "triangle", "star")
 # COCO's size classes, as areas in pixels (thesis ch. 2): small < 32², medium < 96², large otherwise.
 SMALL_AREA, LARGE_AREA = 32**2, 96**2
-# sqrt(object area) drawn for each size class, inside COCO's bounds for that class.
+# sqrt(object area) drawn for each size class, inside COCO's bounds for that class. Rasterising adds
+# boundary pixels (about one pixel of sqrt(area)), so a few "small" draws near 31 cover just over 32².
 _SQRT_AREA_RANGES = {"small": (9, 31), "medium": (34, 94), "large": (99, 150)}
 # Area of each shape as drawn by _shape_polygon, as a fraction of side² (side = circumscribed diameter).
 _AREA_FACTORS = {"circle": np.pi / 4, "square": 0.5625, "triangle": 0.325, "star": 0.33}
@@ -86,8 +87,8 @@ def default_cache_root() -> Path:
 @dataclass
 class ShapesPaths:
     root: Path
-    json_files: Dict[str, Path] = field(default_factory=dict)
-    image_roots: Dict[str, Path] = field(default_factory=dict)
+    json_files: Dict[str, Path]
+    image_roots: Dict[str, Path]
 
 
 def dataset_paths(spec: ShapesSpec, cache_root: Optional[os.PathLike] = None) -> ShapesPaths:
@@ -195,9 +196,7 @@ def draw_image(spec: ShapesSpec, rng: np.random.Generator):
             continue
         mask = np.zeros((height, width), np.uint8)
         cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
-        ys, xs = np.nonzero(mask)
-        if len(xs) == 0:
-            continue
+        ys, xs = np.nonzero(mask)  # never empty: a shape is >= 10 px across (or 0.9 of a tiny image)
         color = rng.integers(40, 256, size=3)
         image[mask.astype(bool)] = color
         # Tight box of the drawn pixels: always inside the image and never empty.
