@@ -146,6 +146,41 @@ def test_protocol_nms_alone_differs_from_nms_after_the_model_nms():
     assert hits[:, 0].tolist() == [False, False, False]
 
 
+def test_defaults_are_the_papers_protocol():
+    """§4.1.3: thresholds 0.01 / 0.1 / 0.3, class-wise NMS 0.45, top 200, IoU >= 0.5, a detection of the
+    ground truth's class; gathered across processes by default."""
+    import inspect
+
+    from d2imbalance.evaluation.recall_by_size import RecallBySizeEvaluator, recall_hits
+
+    paper = {"score_thresholds": (0.01, 0.1, 0.3), "nms_thresh": 0.45, "max_dets": 200, "iou_thresh": 0.5,
+             "class_aware": True}
+    for fn in (recall_hits, RecallBySizeEvaluator.__init__):
+        defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if k in paper}
+        assert defaults == paper, fn
+    ev_defaults = {k: p.default for k, p in inspect.signature(RecallBySizeEvaluator.__init__).parameters.items()}
+    assert ev_defaults["distributed"] is True and ev_defaults["size_by"] == "original"
+
+
+def test_protocol_parameters_reach_the_evaluation(recall_case):
+    """Non-default protocol settings change the result as expected on the recall case: a single
+    threshold 0.2 keeps B, C, E (and D, which NMS 0.9 no longer suppresses: IoU(D, E) = 0.47), so the
+    large ground truth is recalled by D; with max_dets 1 only C (0.9, wrong class) is kept; with IoU
+    0.99 the medium ground truth (B shifted by 2 px, IoU 0.85) is no longer recalled."""
+    inputs, outputs = recall_case
+
+    def recall(**kw):
+        ev = _evaluator(score_thresholds=(0.2,), **kw)
+        ev.process(inputs, outputs)
+        res = ev.evaluate()["recall_by_size"]
+        return [res[f"recalled_{s}@0.2"] for s in ("small", "medium", "large")]
+
+    assert recall() == [0, 1, 0]  # D suppressed by E (IoU 0.47 > 0.45)
+    assert recall(nms_thresh=0.9) == [0, 1, 1]
+    assert recall(nms_thresh=0.9, max_dets=1) == [0, 0, 0]
+    assert recall(nms_thresh=0.9, iou_thresh=0.99) == [0, 0, 1]
+
+
 def _size_case(name, sides):
     """One 300x300 image with one ground truth per (w, h) side pair, each its own row, all detected."""
     boxes = [[0, 40 * i, w, 40 * i + h] for i, (w, h) in enumerate(sides)]
@@ -188,7 +223,7 @@ def test_recall_evaluator_rejects_bad_settings(bad):
 
 def _dets(n, lowest, classes=0):
     """n detections of one image, scores from 0.9 down to ``lowest``, far from every ground truth."""
-    scores = torch.linspace(0.9, lowest, n).tolist() if n > 1 else [lowest]
+    scores = [lowest] if n == 1 else torch.linspace(0.9, lowest, n).tolist()
     return _instances((220, 220), [[200.0, 200.0, 210.0, 210.0]] * n, scores, [classes] * n)
 
 
@@ -218,9 +253,16 @@ def test_truncation_warnings(recall_case, caplog):
     assert "lowest score returned: 0.0200" in text
     truncated, text = run([_dets(3, 0.005), _dets(2, 0.02)], model_max_dets=3)
     assert truncated == [0, 0, 0] and text == ""
+    # lowest score == t (0.25, exact in float32): the cap cut nothing that t should see
+    ev = _evaluator(model_max_dets=3, score_thresholds=(0.125, 0.25))
+    ev.process(inputs, [_dets(3, 0.25), _dets(2, 0.02)])
+    res = ev.evaluate()["recall_by_size"]
+    assert (res["truncated_images@0.125"], res["truncated_images@0.25"]) == (1, 0)
     truncated, text = run([_dets(3, 0.2), _dets(2, 0.02)], model_score_thresh=None, model_max_dets=None)
     assert truncated == [0, 0, 0]
     assert "not given model_score_thresh, model_max_dets" in text and "up to 3 detections" in text
+    truncated, text = run([_dets(0, 0.0), _dets(0, 0.0)], model_nms_thresh=None)
+    assert truncated == [0, 0, 0] and "not given model_nms_thresh:" in text and "up to 0 detections" in text
 
 
 def test_gathered_across_processes(recall_case, caplog, monkeypatch):
@@ -230,14 +272,20 @@ def test_gathered_across_processes(recall_case, caplog, monkeypatch):
 
     inputs, outputs = recall_case
     sent = []
+
+    def gather_to(data, dst):
+        assert dst == 0  # the main process
+        sent.append(data)
+        return []
+
     monkeypatch.setattr(recall_by_size.comm, "synchronize", lambda: None)
-    monkeypatch.setattr(recall_by_size.comm, "gather", lambda data, dst=0: sent.append(data) or [])
+    monkeypatch.setattr(recall_by_size.comm, "gather", gather_to)
     monkeypatch.setattr(recall_by_size.comm, "is_main_process", lambda: False)
     other = _evaluator(model_max_dets=1)
     other.distributed = True
     other.process(inputs[1:], [_dets(1, 0.015)])
     assert other.evaluate() == {}
-    monkeypatch.setattr(recall_by_size.comm, "gather", lambda data, dst=0: [data, *sent])
+    monkeypatch.setattr(recall_by_size.comm, "gather", lambda data, dst: [data, *sent])
     monkeypatch.setattr(recall_by_size.comm, "is_main_process", lambda: True)
     main = _evaluator(model_max_dets=1)
     main.distributed = True

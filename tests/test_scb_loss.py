@@ -62,28 +62,29 @@ def test_normalizer_value():
 
 @pytest.mark.detectron2
 def test_weighted_box_loss_by_hand():
-    """Anchor [0, 0, 10, 10], ground truth [1, 1, 11, 13], zero predicted deltas, weights (1, 1, 1, 1):
-    target deltas (0.1, 0.2, 0, ln 1.2 = 0.182322). L1 (β = 0): 0.482322. Smooth L1 β = 0.15:
-    0.5·0.01/0.15 + (0.2 - 0.075) + 0 + (0.182322 - 0.075) = 0.265655. Weight 2 doubles both.
-    The predicted box is the anchor: intersection 9·9 = 81, union 100 + 120 - 81 = 139, enclosing box
-    11·13 = 143, so GIoU loss = 1 - 81/139 + (143 - 139)/143 = 0.445238; DIoU loss = 1 - IoU + ρ²/c²
-    with centres (5, 5), (6, 7): ρ² = 5, c² = 11² + 13² = 290."""
+    """Anchor [0, 0, 10, 10], ground truth [1, 1, 21, 11], zero predicted deltas, weights (1, 1, 1, 1):
+    target deltas (0.6, 0.1, ln 2 = 0.693147, 0). L1 (β = 0): 1.393147. Smooth L1 β = 0.15:
+    (0.6 - 0.075) + 0.5·0.01/0.15 + (0.693147 - 0.075) + 0 = 1.176480. Weight 2 doubles every loss.
+    The predicted box is the anchor: intersection 9·9 = 81, union 100 + 200 - 81 = 219, enclosing box
+    21·11 = 231, so GIoU loss = 1 - 81/219 + (231 - 219)/231 = 0.682085; DIoU loss = 1 - IoU + ρ²/c²
+    with centres (5, 5), (11, 6): ρ² = 37, c² = 21² + 11² = 562: 0.695973; CIoU adds α·v with
+    v = 4/π²·(atan 2 - atan 1)² = 0.041956, α = v/(1 - IoU + v): 0.698592."""
     from detectron2.modeling.box_regression import Box2BoxTransform
 
     t = Box2BoxTransform(weights=(1.0, 1.0, 1.0, 1.0))
-    args = (torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.zeros(1, 4), torch.tensor([[1.0, 1.0, 11.0, 13.0]]))
+    args = (torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.zeros(1, 4), torch.tensor([[1.0, 1.0, 21.0, 11.0]]))
     w = torch.tensor([2.0])
-    assert weighted_box_loss(*args, w, box2box_transform=t).item() == pytest.approx(2 * 0.482322, rel=1e-5)
+    assert weighted_box_loss(*args, w, box2box_transform=t).item() == pytest.approx(2 * 1.393147, rel=1e-5)
     assert weighted_box_loss(*args, w, box2box_transform=t, smooth_l1_beta=0.15).item() == pytest.approx(
-        2 * 0.265655, rel=1e-5)
-    iou = 81 / 139
-    giou = 1 - iou + 4 / 143  # 0.445238
-    assert weighted_box_loss(*args, w, box2box_transform=t, loss_type="giou").item() == pytest.approx(2 * giou, rel=1e-5)
-    diou = 1 - iou + 5 / 290
-    assert weighted_box_loss(*args, w, box2box_transform=t, loss_type="diou").item() == pytest.approx(2 * diou, rel=1e-4)
-    # CIoU adds the aspect-ratio term α·v, v = 4/π²·(atan(10/12) - atan(1))², α = v / (1 - IoU + v).
-    v = 4 / math.pi**2 * (math.atan(10 / 12) - math.atan(1)) ** 2
+        2 * 1.176480, rel=1e-5)
+    iou = 81 / 219
+    giou = 1 - iou + 12 / 231
+    diou = 1 - iou + 37 / 562
+    v = 4 / math.pi**2 * (math.atan(2) - math.atan(1)) ** 2
     ciou = diou + v * v / (1 - iou + v)
-    assert weighted_box_loss(*args, w, box2box_transform=t, loss_type="ciou").item() == pytest.approx(2 * ciou, rel=1e-4)
+    assert (giou, diou, ciou) == pytest.approx((0.682085, 0.695973, 0.698592), abs=1e-6)
+    for loss_type, expected in (("giou", giou), ("diou", diou), ("ciou", ciou)):
+        loss = weighted_box_loss(*args, w, box2box_transform=t, loss_type=loss_type).item()
+        assert loss == pytest.approx(2 * expected, rel=1e-5), loss_type
     with pytest.raises(ValueError, match="'iou'"):
         weighted_box_loss(*args, w, box2box_transform=t, loss_type="iou")

@@ -161,6 +161,13 @@ def test_constant_form_reproduces_retinanet_exactly(d2):
     scb, _ = train_losses(tiny_retinanet(RetinaNetSCB, weighting_form="const", weight_box_loss=True), batch())
     assert torch.equal(vanilla["loss_cls"], scb["loss_cls"])
     torch.testing.assert_close(vanilla["loss_box_reg"], scb["loss_box_reg"], rtol=1e-6, atol=1e-7)
+    # The model's box loss type reaches both box-loss paths (GIoU here).
+    giou, _ = train_losses(tiny_retinanet(box_reg_loss_type="giou"), batch())
+    assert not torch.allclose(giou["loss_box_reg"], vanilla["loss_box_reg"])
+    for weight_box_loss in (False, True):
+        scb, _ = train_losses(tiny_retinanet(RetinaNetSCB, weighting_form="const", box_reg_loss_type="giou",
+                                             weight_box_loss=weight_box_loss), batch())
+        torch.testing.assert_close(giou["loss_box_reg"], scb["loss_box_reg"], rtol=1e-6, atol=1e-7)
 
 
 def test_constant_form_reproduces_rpn_exactly(d2):
@@ -361,7 +368,8 @@ class _Spy:
 
 
 def retinanet_reference(inputs, anchors, logits, deltas, *, form="scale_balanced", alpha=1.0, beta=3.0,
-                        weight_box_loss=False, normalize_by="num_pos", smooth_l1_beta=0.1, steps_before=()):
+                        weight_box_loss=False, normalize_by="num_pos", smooth_l1_beta=0.1, steps_before=(),
+                        focal=(0.25, 2.0)):
     """RetinaNet-SCB's loss_cls and loss_box_reg from the definitions, plus "num_pos" and "w_pos" (ΣW of
     the positives) of the step. ``steps_before``: (num_pos, w_pos) of earlier training steps, for
     detectron2's EMA normaliser (starts at 100, momentum 0.9, each value at least 1)."""
@@ -382,7 +390,7 @@ def retinanet_reference(inputs, anchors, logits, deltas, *, form="scale_balanced
             box_sum_w += float((per_box * w[pos]).sum())
             num_pos += int(pos.sum())
             w_pos += float(w[pos].sum())
-        cls_sum += float((ref_focal(logits[n], targets).sum(1) * w).sum())
+        cls_sum += float((ref_focal(logits[n], targets, *focal).sum(1) * w).sum())
 
     def ema(values):
         v = 100.0
@@ -444,6 +452,70 @@ def test_retinanet_scb_losses_equal_independent_computation(d2, switches):
             assert losses[k].item() == pytest.approx(ref[k], rel=1e-5), (step, k, losses[k].item(), ref[k])
         history.append((ref["num_pos"], ref["w_pos"]))
     assert storage.latest()["scb/mean_pos_anchor_weight"][0] == pytest.approx(ref["w_pos"] / ref["num_pos"], rel=1e-5)
+
+
+def test_retinanet_scb_focal_parameters_reach_the_loss(d2):
+    """The model's focal α and γ (0.5 and 1 here) are the ones the weighted focal loss uses."""
+    from scale_balanced import RetinaNetSCB
+
+    model = tiny_retinanet(RetinaNetSCB, smooth_l1_beta=0.1, focal_loss_alpha=0.5, focal_loss_gamma=1.0)
+    inputs = batch()
+    losses, _, anchors, logits, deltas = _retinanet_step(model, inputs)
+    ref = retinanet_reference(inputs, anchors, logits, deltas, focal=(0.5, 1.0))
+    assert losses["loss_cls"].item() == pytest.approx(ref["loss_cls"], rel=1e-5)
+
+
+def test_retinanet_scb_from_yacs_config(d2):
+    """yacs configs: MODEL.SCB keys map to the keyword arguments (ALPHA -> scb_alpha, ...); keys that
+    are absent, or the whole node, leave the defaults."""
+    from detectron2.config import CfgNode, get_cfg
+
+    from scale_balanced import RetinaNetSCB
+
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "RetinaNetSCB"
+    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
+    keys = ("weighting_form", "scb_alpha", "scb_beta", "weight_box_loss", "normalize_by")
+    assert not set(keys) & set(RetinaNetSCB.from_config(cfg))
+    cfg.MODEL.SCB = CfgNode({"WEIGHTING_FORM": "inv", "ALPHA": 2.0, "BETA": 1.5, "WEIGHT_BOX_LOSS": True,
+                             "NORMALIZE_BY": "weight_sum"})
+    kwargs = RetinaNetSCB.from_config(cfg)
+    assert {k: kwargs[k] for k in keys} == {"weighting_form": "inv", "scb_alpha": 2.0, "scb_beta": 1.5,
+                                            "weight_box_loss": True, "normalize_by": "weight_sum"}
+    cfg.MODEL.SCB = CfgNode({"BETA": 2.0})
+    kwargs = RetinaNetSCB.from_config(cfg)
+    assert kwargs["scb_beta"] == 2.0 and not {"weighting_form", "scb_alpha", "normalize_by"} & set(kwargs)
+    model = RetinaNetSCB(**kwargs)
+    assert (model.scb_alpha, model.scb_beta, model.weighting_form) == (1.0, 2.0, "scale_balanced")
+
+
+def test_rpn_all_anchors_ignored_gives_zero_not_nan(d2):
+    """A batch whose anchors are all ignored (label -1, weight 0): ΣW = 0, the weight_sum normaliser
+    stays 1, and both losses are exactly 0; the partial loss_weight dict scales only loss_rpn_cls."""
+    from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+    from detectron2.structures import Boxes
+    from detectron2.utils.events import EventStorage
+
+    model = tiny_rcnn(rpn_kwargs={"normalize_by": "weight_sum", "loss_weight": {"loss_rpn_cls": 2.0}})
+    rpn = model.proposal_generator
+    anchors = DefaultAnchorGenerator(sizes=[[24]], aspect_ratios=[[1.0]], strides=[8])(
+        [torch.zeros(1, 1, 2, 2)])
+    r = len(anchors[0])
+    with EventStorage():
+        rpn._scb_weights = torch.zeros(1, r)
+        losses = rpn.losses(anchors, [torch.ones(1, r)], [torch.full((r,), -1)], [torch.zeros(1, r, 4)],
+                            [torch.zeros(r, 4)])
+        assert {k: v.item() for k, v in losses.items()} == {"loss_rpn_cls": 0.0, "loss_rpn_loc": 0.0}
+        rpn._scb_weights = torch.ones(1, r)
+        labels = torch.zeros(r, dtype=torch.int64)
+        losses = rpn.losses(anchors, [torch.zeros(1, r)], [labels], [torch.zeros(1, r, 4)], [torch.zeros(r, 4)])
+    # r negatives with logit 0: BCE ln 2 each, ΣW = r, times the loss weight 2
+    assert losses["loss_rpn_cls"].item() == pytest.approx(2 * math.log(2), rel=1e-6)
+    assert isinstance(anchors[0], Boxes)
 
 
 def test_reference_case_spreads_match_counts(d2):
@@ -560,17 +632,18 @@ def roi_case():
     return [props], [targets]
 
 
-@pytest.mark.parametrize("count_sampled", [False, True])
+@pytest.mark.parametrize("count_sampled", [None, False, True])
 @pytest.mark.parametrize("form", [{}, {"weighting_form": "inv"}, {"scb_alpha": 2.0, "scb_beta": 1.5}])
 def test_roi_heads_weights_on_crafted_proposals(d2, count_sampled, form):
     """4 proposals sampled per image, at most 2 foreground. Each sampled foreground proposal gets W(M)
-    of its ground truth: M = 6 for A and 2 for B from the matcher, or, with count_sampled, the number
-    of sampled foreground proposals of that ground truth; sampled background gets 1. Checked for every
-    sampling draw of several seeds."""
+    of its ground truth: M = 6 for A and 2 for B from the matcher (also by default: count_sampled None
+    = not passed), or, with count_sampled, the number of sampled foreground proposals of that ground
+    truth; sampled background gets 1. Checked for every sampling draw of several seeds."""
     from detectron2.utils.events import EventStorage
 
+    sampled = {} if count_sampled is None else {"count_sampled": count_sampled}
     model = tiny_rcnn(scb_roi=True, roi_kwargs={"batch_size_per_image": 4, "positive_fraction": 0.5,
-                                                "count_sampled": count_sampled, **form})
+                                                **sampled, **form})
     ref_form = {k: v for k, v in _ref_kwargs(form).items() if k in ("form", "alpha", "beta")}
     for seed in range(3):
         torch.manual_seed(seed)
@@ -603,42 +676,78 @@ def fast_rcnn_reference(scores, deltas, proposals, gt_boxes, gt_classes, weights
     return {"loss_cls": float((ce * weights.double()).sum()) / n, "loss_box_reg": float(per_box.sum()) / n}
 
 
-@pytest.mark.parametrize("weight_box_loss", [False, True])
+def _fast_rcnn_case(agnostic=False):
+    """5 proposals (classes 0, 2, background, 1, 0) with weights 2, 0.5, 1, 3, 1.5."""
+    from detectron2.structures import Boxes, Instances
+
+    g = torch.Generator().manual_seed(0)
+    scores, deltas = torch.randn(5, K + 1, generator=g), torch.randn(5, 4 if agnostic else 4 * K, generator=g) * 0.1
+    props = Instances((100, 100))
+    props.proposal_boxes = Boxes(torch.tensor(
+        [[0, 0, 20, 20], [10, 10, 50, 40], [60, 60, 90, 90], [5, 50, 45, 95], [30, 0, 60, 30]], dtype=torch.float32))
+    props.gt_boxes = Boxes(torch.tensor(
+        [[2, 1, 22, 23], [12, 8, 52, 44], [0, 0, 1, 1], [4, 52, 44, 90], [28, 2, 61, 33]], dtype=torch.float32))
+    props.gt_classes = torch.tensor([0, 2, K, 1, 0])
+    props.scb_weights = torch.tensor([2.0, 0.5, 1.0, 3.0, 1.5])
+    return scores, deltas, props
+
+
+@pytest.mark.parametrize("weight_box_loss", [None, False, True])
 def test_fast_rcnn_predictor_losses_by_hand(d2, weight_box_loss):
-    """4 proposals (classes 0, 2, background, 1) with weights 2, 0.5, 1, 3: loss_cls = Σ w·CE / 4 and
-    loss_box_reg = Σ_fg (w·) L1 / 4, as the reference computes them; without scb_weights the predictor
-    is detectron2's FastRCNNOutputLayers."""
+    """loss_cls = Σ w·CE / 5 and loss_box_reg = Σ_fg (w·) L1 / 5, as the reference computes them
+    (weight_box_loss None: not passed, i.e. False); with loss_weight {"loss_cls": 2} only loss_cls
+    doubles; without scb_weights the predictor is detectron2's FastRCNNOutputLayers; no proposal at all
+    gives zero losses, not NaN."""
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.box_regression import Box2BoxTransform
     from detectron2.modeling.roi_heads import FastRCNNOutputLayers
-    from detectron2.structures import Boxes, Instances
     from detectron2.utils.events import EventStorage
 
     from scale_balanced import ScaleBalancedFastRCNNOutputLayers
 
     kw = dict(box2box_transform=Box2BoxTransform((10, 10, 5, 5)), num_classes=K)
-    predictor = ScaleBalancedFastRCNNOutputLayers(ShapeSpec(channels=16), weight_box_loss=weight_box_loss, **kw)
-    g = torch.Generator().manual_seed(0)
-    scores, deltas = torch.randn(4, K + 1, generator=g), torch.randn(4, 4 * K, generator=g) * 0.1
-    props = Instances((100, 100))
-    props.proposal_boxes = Boxes(torch.tensor([[0, 0, 20, 20], [10, 10, 50, 40], [60, 60, 90, 90], [5, 50, 45, 95]],
-                                              dtype=torch.float32))
-    props.gt_boxes = Boxes(torch.tensor([[2, 1, 22, 23], [12, 8, 52, 44], [0, 0, 1, 1], [4, 52, 44, 90]],
-                                        dtype=torch.float32))
-    props.gt_classes = torch.tensor([0, 2, K, 1])
-    props.scb_weights = torch.tensor([2.0, 0.5, 1.0, 3.0])
+    extra = {} if weight_box_loss is None else {"weight_box_loss": weight_box_loss}
+    predictor = ScaleBalancedFastRCNNOutputLayers(ShapeSpec(channels=16), loss_weight={"loss_cls": 2.0}, **extra, **kw)
+    scores, deltas, props = _fast_rcnn_case()
     with EventStorage():
         losses = predictor.losses((scores, deltas), [props])
         ref = fast_rcnn_reference(scores, deltas, props.proposal_boxes.tensor, props.gt_boxes.tensor,
-                                  props.gt_classes, props.scb_weights, weight_box_loss)
-        for k in ref:
-            assert losses[k].item() == pytest.approx(ref[k], rel=1e-5), (k, losses[k].item(), ref[k])
+                                  props.gt_classes, props.scb_weights, bool(weight_box_loss))
+        assert losses["loss_cls"].item() == pytest.approx(2 * ref["loss_cls"], rel=1e-5)
+        assert losses["loss_box_reg"].item() == pytest.approx(ref["loss_box_reg"], rel=1e-5)
+        empty = predictor.losses((scores[:0], deltas[:0]), [props[:0]])
+        assert all(v.item() == 0.0 for v in empty.values()), empty
         props.remove("scb_weights")
-        vanilla = FastRCNNOutputLayers(ShapeSpec(channels=16), **kw).losses((scores, deltas), [props])
+        vanilla = FastRCNNOutputLayers(ShapeSpec(channels=16), loss_weight={"loss_cls": 2.0}, **kw)
         plain = predictor.losses((scores, deltas), [props])
-    assert all(torch.equal(plain[k], vanilla[k]) for k in vanilla)
+        assert all(torch.equal(plain[k], v) for k, v in vanilla.losses((scores, deltas), [props]).items())
     with pytest.raises(ValueError, match="softmax"):
         ScaleBalancedFastRCNNOutputLayers(ShapeSpec(channels=16), use_sigmoid_ce=True, **kw)
+
+
+@pytest.mark.parametrize("settings", [{"smooth_l1_beta": 0.5}, {"box_reg_loss_type": "giou"},
+                                      {"cls_agnostic_bbox_reg": True}])
+def test_fast_rcnn_weighted_box_loss_follows_the_predictor_settings(d2, settings):
+    """With every weight 1, the weighted box loss equals detectron2's for the predictor's own smooth-L1
+    β, loss type and class-agnostic regression; with the case's weights it differs."""
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.box_regression import Box2BoxTransform
+    from detectron2.modeling.roi_heads import FastRCNNOutputLayers
+    from detectron2.utils.events import EventStorage
+
+    from scale_balanced import ScaleBalancedFastRCNNOutputLayers
+
+    kw = dict(box2box_transform=Box2BoxTransform((10, 10, 5, 5)), num_classes=K, **settings)
+    scores, deltas, props = _fast_rcnn_case(agnostic=settings.get("cls_agnostic_bbox_reg", False))
+    predictor = ScaleBalancedFastRCNNOutputLayers(ShapeSpec(channels=16), weight_box_loss=True, **kw)
+    with EventStorage():
+        weighted = predictor.losses((scores, deltas), [props])["loss_box_reg"]
+        props.scb_weights = torch.ones(5)
+        ones = predictor.losses((scores, deltas), [props])["loss_box_reg"]
+        props.remove("scb_weights")
+        vanilla = FastRCNNOutputLayers(ShapeSpec(channels=16), **kw).losses((scores, deltas), [props])["loss_box_reg"]
+    torch.testing.assert_close(ones, vanilla, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(weighted, vanilla)
 
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "ScaleBalanced", "*.py")))

@@ -75,7 +75,7 @@ def recall_hits(
         (T, G) bool.
     """
     hits = torch.zeros(len(score_thresholds), len(gt_boxes), dtype=torch.bool)
-    if len(gt_boxes) == 0 or len(pred_boxes) == 0:
+    if len(gt_boxes) == 0:  # nothing to recall: skip the NMS
         return hits
     iou = box_iou(gt_boxes.float(), pred_boxes.float())  # (G, D)
     if class_aware:
@@ -222,7 +222,7 @@ class RecallBySizeEvaluator(DatasetEvaluator):
                 self._min_score = min(self._min_score, lowest)
                 if self.model_max_dets is not None and len(inst) >= self.model_max_dets:
                     # The cap kept the top scores: candidates in [t, lowest) were cut.
-                    self._capped += np.array([lowest > t for t in self.score_thresholds], dtype=np.int64)
+                    self._capped += np.array([lowest > t for t in self.score_thresholds])
             hits = recall_hits(
                 inst.pred_boxes.tensor, inst.scores, inst.pred_classes, gt_boxes, gt_classes,
                 score_thresholds=self.score_thresholds, nms_thresh=self.nms_thresh,

@@ -152,7 +152,7 @@ class RetinaNetSCB(RetinaNet):
         pos_weights = weights[pos_mask]
         storage = get_event_storage()
         storage.put_scalar("num_pos_anchors", num_pos_anchors / num_images)
-        if num_pos_anchors > 0:
+        if num_pos_anchors:
             storage.put_scalar("scb/mean_pos_anchor_weight", pos_weights.mean().item())
         # RetinaNet's normaliser, the EMA of the positive count, stays in charge of every unweighted loss.
         num_pos_normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
