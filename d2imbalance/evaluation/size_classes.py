@@ -17,12 +17,9 @@ AREA_BOUNDS = (32.0**2, 96.0**2)  # inclusive upper bounds of small and medium, 
 
 
 def size_index(areas: Tensor) -> Tensor:
-    """0 small / 1 medium / 2 large for (G,) box areas: (G,) int64."""
-    areas = torch.as_tensor(areas)
-    if not areas.is_floating_point():
-        areas = areas.to(torch.float64)
+    """0 small / 1 medium / 2 large for a (G,) tensor of box areas: (G,) int64."""
     # right=False: index i with bounds[i-1] < area <= bounds[i], so each upper bound is inclusive.
-    return torch.bucketize(areas, torch.tensor(AREA_BOUNDS, dtype=areas.dtype, device=areas.device), right=False)
+    return torch.bucketize(areas, areas.new_tensor(AREA_BOUNDS), right=False)
 
 
 def box_areas(boxes_xyxy: Tensor) -> Tensor:

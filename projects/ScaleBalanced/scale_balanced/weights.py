@@ -154,12 +154,9 @@ def size_class_stats(counts: Tensor, gt_weights: Tensor, areas: Tensor) -> Dict[
     """
     cls = size_class(areas)
     matched = (counts > 0).to(torch.float32)
-    stats = torch.zeros(4, len(SIZE_CLASSES), dtype=torch.float32, device=counts.device)
-    stats[0].scatter_add_(0, cls, torch.ones_like(matched))
-    stats[1].scatter_add_(0, cls, counts.to(torch.float32))
-    stats[2].scatter_add_(0, cls, matched)
-    stats[3].scatter_add_(0, cls, gt_weights.to(torch.float32) * matched)
-    num, sum_m, num_matched, sum_w = stats.tolist()
+    per_class = [torch.bincount(cls, w, len(SIZE_CLASSES)) for w in (
+        torch.ones_like(matched), counts.to(torch.float32), matched, gt_weights.to(torch.float32) * matched)]
+    num, sum_m, num_matched, sum_w = torch.stack(per_class).tolist()
     out = {}
     for i, name in enumerate(SIZE_CLASSES):
         if num[i] > 0:
