@@ -75,6 +75,10 @@ def test_weighted_box_loss_by_hand():
     args = (torch.tensor([[0.0, 0.0, 10.0, 10.0]]), torch.zeros(1, 4), torch.tensor([[1.0, 1.0, 21.0, 11.0]]))
     w = torch.tensor([2.0])
     assert weighted_box_loss(*args, w, box2box_transform=t).item() == pytest.approx(2 * 1.393147, rel=1e-5)
+    # Two anchors, each with its own weight: a second, exact anchor (loss 0) with weight 5 adds nothing.
+    two = [torch.cat([x, x[:1] if i != 2 else torch.tensor([[0.0, 0.0, 10.0, 10.0]])]) for i, x in enumerate(args)]
+    loss = weighted_box_loss(*two, torch.tensor([2.0, 5.0]), box2box_transform=t).item()
+    assert loss == pytest.approx(2 * 1.393147, rel=1e-5)
     assert weighted_box_loss(*args, w, box2box_transform=t, smooth_l1_beta=0.15).item() == pytest.approx(
         2 * 1.176480, rel=1e-5)
     iou = 81 / 219

@@ -127,6 +127,14 @@ def test_size_classes_and_stats():
     assert only_unmatched == {"scb/mean_M_medium": 0.0, "scb/frac_unmatched_medium": 1.0}
 
 
+def test_box_areas():
+    """w·h of XYXY boxes: 10x20 -> 200, 3x1 -> 3; a box of zero or negative width has area 0."""
+    from d2imbalance.evaluation.size_classes import box_areas
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 20.0], [5.0, 5.0, 8.0, 6.0], [5.0, 5.0, 5.0, 10.0], [5.0, 5.0, 3.0, 10.0]])
+    assert box_areas(boxes).tolist() == [200.0, 3.0, 0.0, 0.0]
+
+
 def test_batch_weights_match_per_image():
     matched, labels = crafted_matching()
     ws, stats = batch_scale_balanced_weights(
