@@ -107,16 +107,32 @@ def test_count_labels_differ_from_loss_labels():
 
 
 def test_size_classes_and_stats():
-    areas = torch.tensor([31.0**2, 32.0**2, 95.0**2, 96.0**2])
-    assert size_class(areas).tolist() == [0, 1, 1, 2]
-    counts = torch.tensor([1, 0, 4, 10])
+    """COCO's classes, upper bounds inclusive: 32² small, 32²+1 medium, 96² medium, 96²+1 large."""
+    areas = torch.tensor([31.0**2, 32.0**2, 32.0**2 + 1, 96.0**2, 96.0**2 + 1])
+    assert size_class(areas).tolist() == [0, 0, 1, 1, 2]
+    assert size_class(torch.tensor([1024, 1025])).tolist() == [0, 1]  # integer areas too
+    counts = torch.tensor([1, 2, 0, 4, 10])
     stats = size_class_stats(counts, weight_from_count(counts), areas)
-    assert stats["scb/mean_M_small"] == 1.0 and stats["scb/mean_weight_small"] == pytest.approx(3.0)
+    assert stats["scb/mean_M_small"] == 1.5 and stats["scb/frac_unmatched_small"] == 0.0
+    w2 = 3 * (math.log(2) + 1) / 2
+    assert stats["scb/mean_weight_small"] == pytest.approx((3.0 + w2) / 2, rel=1e-6)
     assert stats["scb/mean_M_medium"] == 2.0 and stats["scb/frac_unmatched_medium"] == 0.5
     # mean weight only over matched objects: the medium object with M=0 is left out.
     assert stats["scb/mean_weight_medium"] == pytest.approx(3 * (math.log(4) + 1) / 4, rel=1e-6)
     assert stats["scb/mean_M_large"] == 10.0
-    assert "scb/mean_M_small" not in size_class_stats(counts[1:], counts[1:].float(), areas[1:])
+    assert stats["scb/mean_weight_large"] == pytest.approx(3 * (math.log(10) + 1) / 10, rel=1e-6)
+    assert "scb/mean_M_small" not in size_class_stats(counts[2:], counts[2:].float(), areas[2:])
+    # a class whose objects are all unmatched has no mean weight
+    only_unmatched = size_class_stats(torch.tensor([0]), torch.tensor([0.0]), torch.tensor([5000.0]))
+    assert only_unmatched == {"scb/mean_M_medium": 0.0, "scb/frac_unmatched_medium": 1.0}
+
+
+def test_box_areas():
+    """w·h of XYXY boxes: 10x20 -> 200, 3x1 -> 3; a box of zero or negative width has area 0."""
+    from d2imbalance.evaluation.size_classes import box_areas
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 20.0], [5.0, 5.0, 8.0, 6.0], [5.0, 5.0, 5.0, 10.0], [5.0, 5.0, 3.0, 10.0]])
+    assert box_areas(boxes).tolist() == [200.0, 3.0, 0.0, 0.0]
 
 
 def test_batch_weights_match_per_image():
@@ -158,13 +174,28 @@ def test_recorder_restores_attribute_and_method():
     o = Owner()
     original = o.matcher
     with record_matches(o, "matcher") as matches, record_calls(o, "method") as calls:
-        labels = torch.tensor([1, 2])
-        o.matcher(labels)
+        o.matcher(torch.tensor([1, 2]))
         o.method(3)
-        labels.fill_(7)  # in-place edits by the caller must not reach the recorded copy of labels
+        assert o.matcher.__name__ == "<lambda>"  # attribute access reaches the wrapped callable
     assert len(matches) == 1 and matches[0][1].tolist() == [0, 0] and calls == [4]
     assert o.matcher is original and "method" not in vars(o)
     with pytest.raises(RuntimeError):
         with record_calls(o, "matcher"):
             raise RuntimeError
     assert o.matcher is original
+
+
+def test_recorded_labels_survive_in_place_edits_by_the_caller():
+    """RPN.label_and_sample_anchors subsamples the matcher's label tensor in place; the recorded labels
+    (from which M is counted unless count_sampled) must stay the matcher's."""
+    class Owner:
+        def __init__(self):
+            self.labels = torch.tensor([1, 1, 1, 0])
+            self.anchor_matcher = lambda iou: (torch.zeros(4, dtype=torch.int64), self.labels)
+
+    o = Owner()
+    with record_matches(o) as matches:
+        _, labels = o.anchor_matcher(None)
+        labels[1:3] = -1  # subsampling drops two positives
+    assert matches[0][1].tolist() == [1, 1, 1, 0] and o.labels.tolist() == [1, -1, -1, 0]
+    assert match_counts(matches[0][0], matches[0][1], 1).tolist() == [3]

@@ -6,7 +6,8 @@
 
 Works with any RetinaNet-like or RPN-based config and any registered dataset (e.g. one registered
 with register_coco_instances, or declared in the config's train.datasets). Prints the table overall and
-by COCO size class and saves the PNG. See d2imbalance.analysis.anchor_matches for the protocol.
+by COCO size class (box area in the network input, as the training statistics; --size-by original for
+the dataset image's) and saves the PNG. See d2imbalance.analysis.anchor_matches for the protocol.
 """
 import argparse
 import os
@@ -21,6 +22,9 @@ def main(argv=None):
     parser.add_argument("--num-images", type=int, default=0, help="analyse only the first N images")
     parser.add_argument("--short-edge", type=int, help="resize short edge (default: the config's test mapper)")
     parser.add_argument("--max-size", type=int, help="resize max size (default: the config's test mapper)")
+    parser.add_argument("--size-by", choices=("input", "original"), default="input",
+                        help="size classes by box area in the network input (default, as the training "
+                             "statistics scb/mean_M_*) or in the original image")
     parser.add_argument("--output", default="anchor_match_histogram.png", help="PNG path")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, key=value")
     args = parser.parse_args(argv)
@@ -49,10 +53,10 @@ def main(argv=None):
     dicts = DatasetCatalog.get(name)
     if args.num_images > 0:
         dicts = dicts[: args.num_images]
-    counts, areas = am.count_matches(model, dicts, short_edge=short_edge, max_size=max_size)
+    counts, areas = am.count_matches(model, dicts, short_edge=short_edge, max_size=max_size, size_by=args.size_by)
     hist = am.match_histogram(counts, areas, args.max_bin)
     print(f"Anchors matched per ground truth: {args.config_file} on {name} ({len(dicts)} images, "
-          f"resize short edge {short_edge}, max {max_size})")
+          f"resize short edge {short_edge}, max {max_size}; sizes by {args.size_by} area)")
     print(am.format_histogram(hist))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     am.save_histogram_png(hist, args.output, title=f"{os.path.basename(args.config_file)} on {name}")

@@ -4,10 +4,8 @@ The baseline recipe (configs/Baselines/faster_rcnn_R_50_FPN_1x.py) with detectro
 ScaleBalancedRPN: the objectness loss of each sampled positive anchor is multiplied by
 W = 3(ln M + 1)/M, M = anchors the matcher made positive for its object. The ROI heads are left
 unweighted: §4.1 found weighting the second stage hurt (faster_rcnn_scb_R_50_FPN_1x_roi.py tries it).
+Recall by size (Tables 3-9): faster_rcnn_scb_R_50_FPN_1x_recall.py.
 """
-from detectron2.config import LazyCall as L
-
-from d2imbalance.evaluation.recall_by_size import RecallBySizeEvaluator
 from scale_balanced import ScaleBalancedRPN
 
 from ..Baselines.faster_rcnn_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
@@ -19,11 +17,6 @@ model.proposal_generator.scb_beta = 3.0  # β (paper: 3)
 model.proposal_generator.weight_box_loss = False  # authors' code: classification (objectness) only
 model.proposal_generator.normalize_by = "num_sampled"  # RPN's own 256 x #images
 model.proposal_generator.count_sampled = False  # M over the matcher's positives, before subsampling
-
-# Inside a list "${..}" refers to the list itself: "${...}" reaches dataloader.
-_coco_evaluator = dataloader.evaluator
-_coco_evaluator.dataset_name = "${...test.dataset.names}"
-dataloader.evaluator = [_coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
 
 train.trained_checkpoint = ""  # no published weights for this model
 train.output_dir = "./output/faster_rcnn_scb_R_50_FPN_1x"

@@ -7,6 +7,8 @@ from .faster_rcnn_scb_R_50_FPN_1x import dataloader, lr_multiplier, model, optim
 
 model.roi_heads._target_ = ScaleBalancedROIHeads
 model.roi_heads.weighting_form = "scale_balanced"
+model.roi_heads.scb_alpha = 1.0
+model.roi_heads.scb_beta = 3.0
 model.roi_heads.count_sampled = False
 model.roi_heads.box_predictor._target_ = ScaleBalancedFastRCNNOutputLayers
 model.roi_heads.box_predictor.weight_box_loss = False

@@ -1,8 +1,6 @@
 """FasterRCNN-SCB on the synthetic shapes dataset (CPU demo): configs/Baselines/faster_rcnn_shapes.py
-with the ScaleBalancedRPN of faster_rcnn_scb_R_50_FPN_1x.py, evaluated with COCO AP and recall by size."""
-from detectron2.config import LazyCall as L
-
-from d2imbalance.evaluation.recall_by_size import RecallBySizeEvaluator
+with the ScaleBalancedRPN of faster_rcnn_scb_R_50_FPN_1x.py, evaluated with COCO AP (recall by size:
+faster_rcnn_scb_shapes_recall.py)."""
 from scale_balanced import ScaleBalancedRPN
 
 from ..Baselines.faster_rcnn_shapes import dataloader, lr_multiplier, model, optimizer, train
@@ -14,9 +12,4 @@ model.proposal_generator.scb_beta = 3.0
 model.proposal_generator.weight_box_loss = False
 model.proposal_generator.normalize_by = "num_sampled"
 model.proposal_generator.count_sampled = False
-
-# Inside a list "${..}" refers to the list itself: "${...}" reaches dataloader.
-_coco_evaluator = dataloader.evaluator
-_coco_evaluator.dataset_name = "${...test.dataset.names}"
-dataloader.evaluator = [_coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
 train.output_dir = "./output/faster_rcnn_scb_shapes"

@@ -2,11 +2,9 @@
 
 The baseline recipe (configs/Baselines/retinanet_R_50_FPN_1x.py) with each positive anchor's focal loss
 multiplied by W = 3(ln M + 1)/M of its object, M = positive anchors assigned to it (authors' code:
-classification only, normalised by the positive count). Evaluation adds recall by size (Tables 3-9).
+classification only, normalised by the positive count). Recall by size (Tables 3-9):
+retinanet_scb_R_50_FPN_1x_recall.py.
 """
-from detectron2.config import LazyCall as L
-
-from d2imbalance.evaluation.recall_by_size import RecallBySizeEvaluator
 from scale_balanced import RetinaNetSCB
 
 from ..Baselines.retinanet_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
@@ -17,12 +15,6 @@ model.scb_alpha = 1.0  # α of Eq. 3 (paper: 1 in every experiment)
 model.scb_beta = 3.0  # β of Eq. 3 (paper: 3)
 model.weight_box_loss = False  # authors' code weights classification only; True = Eq. 2 on both losses
 model.normalize_by = "num_pos"  # EMA of #positives as RetinaNet; "weight_sum" = EMA of ΣW
-
-# COCO AP/AR and, beside it, recall by size at confidence 0.01 / 0.1 / 0.3 (NMS 0.45, top 200).
-# Inside a list "${..}" refers to the list itself: "${...}" reaches dataloader.
-_coco_evaluator = dataloader.evaluator
-_coco_evaluator.dataset_name = "${...test.dataset.names}"
-dataloader.evaluator = [_coco_evaluator, L(RecallBySizeEvaluator)(dataset_name="${...test.dataset.names}")]
 
 train.trained_checkpoint = ""  # no published weights for this model
 train.output_dir = "./output/retinanet_scb_R_50_FPN_1x"

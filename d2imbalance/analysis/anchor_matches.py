@@ -6,7 +6,9 @@ The matching is the model's own: its anchor generator and matcher (``anchor_matc
 mapper resizes images. M counts the positive anchors assigned to each object over all levels, forced
 low-quality matches included, as in training. Feature-map sizes are derived from the backbone strides
 and the padded image size (ceil(padded / stride)), so no image is loaded and no network is run.
-Size classes use the box area in the original image (COCO: small < 32², medium < 96²).
+Size classes use the box area in the network's input (after that resize), as the scale-balanced
+training statistics (``scb/mean_M_*``) do; ``size_by="original"`` uses the dataset image's area. Bounds as
+:mod:`d2imbalance.evaluation.size_classes` (small <= 32², medium <= 96²).
 """
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from .._compat import require_detectron2
+from ..evaluation.size_classes import SIZE_NAMES, box_areas, size_index
 
 require_detectron2("d2imbalance.analysis.anchor_matches")
 
@@ -29,9 +32,6 @@ __all__ = [
     "format_histogram",
     "save_histogram_png",
 ]
-
-SIZE_NAMES = ("small", "medium", "large")
-_AREA_BOUNDS = (32.0**2, 96.0**2)
 
 
 def anchor_matching_parts(model) -> Tuple[object, object, List[str]]:
@@ -69,17 +69,22 @@ def count_matches(
     *,
     short_edge: Optional[int] = None,
     max_size: int = 10**9,
+    size_by: str = "input",
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Match counts and original areas of every non-crowd ground truth.
+    """Match counts and box areas of every non-crowd ground truth.
 
     Args:
         model: a built detectron2 model (RetinaNet-like or with an RPN).
         dataset_dicts: detectron2 dataset dicts (height, width, annotations with bbox, bbox_mode).
         short_edge, max_size: the ResizeShortestEdge applied before the network (None: no resize).
+        size_by: "input": areas of the boxes as matched, after the resize (as the training
+            statistics); "original": areas in the dataset's image.
 
     Returns:
-        counts (G,) int64 M per ground truth, areas (G,) float box areas in the original image.
+        counts (G,) int64 M per ground truth, areas (G,) float box areas.
     """
+    if size_by not in ("input", "original"):
+        raise ValueError(f"size_by={size_by!r} must be 'input' (as the training statistics) or 'original'.")
     anchor_generator, matcher, in_features = anchor_matching_parts(model)
     div = max(int(getattr(model.backbone, "size_divisibility", 0) or 0), 1)
     cache: Dict[Tuple[int, int], Boxes] = {}
@@ -92,11 +97,12 @@ def count_matches(
             [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos], dtype=torch.float32
         ).reshape(-1, 4)
         h, w = d["height"], d["width"]
-        areas.append(((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).numpy())
+        original_areas = box_areas(boxes)
         if short_edge is not None:
             nh, nw = ResizeShortestEdge.get_output_shape(h, w, short_edge, max_size)
             boxes = boxes * torch.tensor([nw / w, nh / h, nw / w, nh / h])
             h, w = nh, nw
+        areas.append((box_areas(boxes) if size_by == "input" else original_areas).numpy())
         padded = (int(math.ceil(h / div) * div), int(math.ceil(w / div) * div))
         anchors = _anchors_for(model, anchor_generator, in_features, padded, cache)
         matched_idxs, labels = matcher(pairwise_iou(Boxes(boxes), anchors))
@@ -116,7 +122,7 @@ def match_histogram(counts: np.ndarray, areas: np.ndarray, max_bin: int = 20) ->
     if max_bin < 1:
         raise ValueError(f"max_bin={max_bin} must be >= 1.")
     binned = np.minimum(np.asarray(counts, dtype=np.int64), max_bin)
-    size = np.searchsorted(np.asarray(_AREA_BOUNDS), np.asarray(areas, dtype=np.float64), side="right")
+    size = size_index(torch.as_tensor(np.asarray(areas, dtype=np.float64))).numpy()
     hist = {"all": np.bincount(binned, minlength=max_bin + 1)}
     for i, name in enumerate(SIZE_NAMES):
         hist[name] = np.bincount(binned[size == i], minlength=max_bin + 1)

@@ -6,16 +6,21 @@ discarded, class-wise NMS at IoU 0.45 is applied and the top 200 per image are k
 counts as recalled when some kept detection overlaps it with IoU >= 0.5. Recall is reported per COCO
 size class with counts, e.g. "61.43 (317/516)".
 
+The protocol's NMS 0.45 must act alone, on the model's candidates before any NMS: a model that already
+applied its own NMS (detectron2's 0.5) hands over fewer, different boxes. So the model's test-time
+post-processing is set for the protocol run (configs/ScaleBalanced/*_recall.py): NMS off
+(``test_nms_thresh=1.0``: no IoU exceeds 1), score threshold at most the lowest protocol threshold, and
+no detection cap. The evaluator is told these settings (``model_*`` arguments, interpolated from the
+config), refuses outputs that passed the model's NMS and warns whenever the model's score threshold
+or detection cap cut candidates that a protocol threshold should see.
+
 Choices the paper leaves open, as options:
   * ``class_aware`` (default True): the detection must have the ground truth's class.
-  * size classes use the ground-truth box area in the original image (w·h; COCO's own AP_S/M/L uses the
-    annotation's segment area): small < 32², medium < 96², large otherwise.
+  * ``size_by``: size classes by the ground-truth box area (w·h) in the "original" image (default, as
+    COCO) or in the network's "input" (after the test-time resize; the paper's Fig. 3 statistics resize
+    VOC images to 300). Bounds as :mod:`.size_classes` (small <= 32², medium <= 96²).
   * crowd annotations (iscrowd=1) are not counted, as in COCO evaluation.
   * a detection may recall several ground truths (recall, not a one-to-one matching).
-Detections come from the model's output as is: the model's own test-time threshold, NMS and
-detections-per-image limit act before this evaluator, so set e.g. RetinaNet's ``test_score_thresh``
-at most 0.01 and ``max_detections_per_image`` at least 200 to reproduce the paper's protocol (the
-evaluator warns otherwise when it can tell).
 """
 import logging
 from collections import OrderedDict
@@ -27,6 +32,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms, box_iou
 
 from .._compat import require_detectron2
+from .size_classes import SIZE_NAMES, box_areas, size_index
 
 require_detectron2("d2imbalance.evaluation.recall_by_size")
 
@@ -35,12 +41,11 @@ from detectron2.evaluation import DatasetEvaluator  # noqa: E402
 from detectron2.structures import BoxMode  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
-__all__ = ["RecallBySizeEvaluator", "recall_hits", "format_recall_table", "SIZE_NAMES"]
+__all__ = ["RecallBySizeEvaluator", "recall_hits", "format_recall_table", "SIZE_NAMES", "SIZE_BY"]
 
 logger = logging.getLogger(__name__)
 
-SIZE_NAMES = ("small", "medium", "large")
-_AREA_BOUNDS = (32.0**2, 96.0**2)
+SIZE_BY = ("original", "input")
 
 
 def recall_hits(
@@ -59,9 +64,9 @@ def recall_hits(
     """Which ground truths of one image are recalled at each confidence threshold.
 
     Args:
-        pred_boxes: (D, 4) XYXY detections; pred_scores (D,); pred_classes (D,) int.
+        pred_boxes: (D, 4) XYXY candidates before NMS; pred_scores (D,); pred_classes (D,) int.
         gt_boxes: (G, 4) XYXY ground truths; gt_classes (G,) int.
-        score_thresholds: T thresholds; detections with score < t are dropped before NMS.
+        score_thresholds: T thresholds; candidates with score < t are dropped before NMS.
         nms_thresh, max_dets: class-wise NMS IoU and detections kept per image after it.
         iou_thresh: a ground truth is recalled by a kept detection with IoU >= this.
         class_aware: require the detection's class to equal the ground truth's.
@@ -70,7 +75,7 @@ def recall_hits(
         (T, G) bool.
     """
     hits = torch.zeros(len(score_thresholds), len(gt_boxes), dtype=torch.bool)
-    if len(gt_boxes) == 0 or len(pred_boxes) == 0:
+    if len(gt_boxes) == 0:  # nothing to recall: skip the NMS
         return hits
     iou = box_iou(gt_boxes.float(), pred_boxes.float())  # (G, D)
     if class_aware:
@@ -80,15 +85,8 @@ def recall_hits(
         # batched_nms returns indices sorted by decreasing score, so [:max_dets] is the top-k.
         keep = keep[batched_nms(pred_boxes[keep].float(), pred_scores[keep], pred_classes[keep], nms_thresh)]
         keep = keep[:max_dets]
-        if len(keep):
-            hits[t] = (iou[:, keep] >= iou_thresh).any(dim=1)
+        hits[t] = (iou[:, keep] >= iou_thresh).any(dim=1)
     return hits
-
-
-def size_index(boxes_xyxy: Tensor) -> Tensor:
-    """0 small / 1 medium / 2 large for (G, 4) XYXY boxes, by box area."""
-    areas = (boxes_xyxy[:, 2] - boxes_xyxy[:, 0]).clamp(min=0) * (boxes_xyxy[:, 3] - boxes_xyxy[:, 1]).clamp(min=0)
-    return torch.bucketize(areas, torch.tensor(_AREA_BOUNDS, dtype=areas.dtype), right=True)
 
 
 def format_recall_table(recalled: np.ndarray, totals: np.ndarray, thresholds: Sequence[float]) -> str:
@@ -113,10 +111,12 @@ class RecallBySizeEvaluator(DatasetEvaluator):
     """Recall by object size at confidence thresholds (paper Tables 3-9), for any detector whose
     outputs carry ``instances`` with pred_boxes / scores / pred_classes in original image coordinates.
 
-    Results: ``{"recall_by_size": {"recall_small@0.01": 73.06, ..., "num_small": 516, ...}}`` (percent),
-    and the table is logged. Ground truth comes from ``DatasetCatalog.get(dataset_name)`` (any
-    registered dataset in detectron2's format, e.g. a COCO-format JSON registered with
-    ``register_coco_instances``), matched to outputs by ``image_id``.
+    Results: ``{"recall_by_size": {"recall_small@0.01": 73.06, ..., "num_small": 516, ...,
+    "truncated_images@0.01": 0, ...}}`` (recall in percent; ``truncated_images@t``: images whose
+    candidates at threshold t were cut by the model's score threshold or detection cap, 0 when the
+    protocol is followed). The table is logged. Ground truth comes from
+    ``DatasetCatalog.get(dataset_name)`` (any registered dataset in detectron2's format), matched to
+    outputs by ``image_id``.
     """
 
     def __init__(
@@ -128,6 +128,10 @@ class RecallBySizeEvaluator(DatasetEvaluator):
         max_dets: int = 200,
         iou_thresh: float = 0.5,
         class_aware: bool = True,
+        size_by: str = "original",
+        model_score_thresh: Optional[float] = None,
+        model_nms_thresh: Optional[float] = None,
+        model_max_dets: Optional[int] = None,
         distributed: bool = True,
     ):
         """
@@ -138,16 +142,35 @@ class RecallBySizeEvaluator(DatasetEvaluator):
             max_dets: detections kept per image after NMS (paper: 200).
             iou_thresh: IoU for a ground truth to count as recalled (paper: 0.5).
             class_aware: a detection recalls only ground truths of its own class.
+            size_by: "original" (box area in the dataset's image) or "input" (in the network's
+                input, i.e. scaled as the test-time resize scaled the image).
+            model_score_thresh, model_nms_thresh, model_max_dets: the model's own test-time score
+                threshold, NMS IoU and detections-per-image cap, as configured (None: unknown, and
+                the evaluator warns that it cannot check the protocol). A model NMS below 1.0 is
+                refused: the outputs would already be NMSed.
             distributed: gather the counts from all processes.
         """
         if not score_thresholds or any(not 0.0 <= t <= 1.0 for t in score_thresholds):
             raise ValueError(f"score_thresholds={score_thresholds} must be non-empty and in [0, 1].")
+        if size_by not in SIZE_BY:
+            raise ValueError(f"size_by={size_by!r} must be one of {SIZE_BY}.")
+        if model_nms_thresh is not None and model_nms_thresh < 1.0:
+            raise ValueError(
+                f"The model applies its own NMS (IoU {model_nms_thresh}) before RecallBySizeEvaluator, "
+                f"so the protocol's class-wise NMS {nms_thresh} would not act alone. Turn the model's NMS "
+                "off for the recall run (test_nms_thresh=1.0 and no detection cap, as in "
+                "configs/ScaleBalanced/*_recall.py)."
+            )
         self.dataset_name = dataset_name
         self.score_thresholds = tuple(float(t) for t in score_thresholds)
         self.nms_thresh = nms_thresh
         self.max_dets = max_dets
         self.iou_thresh = iou_thresh
         self.class_aware = class_aware
+        self.size_by = size_by
+        self.model_score_thresh = model_score_thresh
+        self.model_nms_thresh = model_nms_thresh
+        self.model_max_dets = model_max_dets
         self.distributed = distributed
         self._gt: Optional[Dict] = None
         self.reset()
@@ -165,10 +188,22 @@ class RecallBySizeEvaluator(DatasetEvaluator):
         return self._gt
 
     def reset(self):
-        self._recalled = np.zeros((len(self.score_thresholds), len(SIZE_NAMES)), dtype=np.int64)
+        num_t = len(self.score_thresholds)
+        self._recalled = np.zeros((num_t, len(SIZE_NAMES)), dtype=np.int64)
         self._totals = np.zeros(len(SIZE_NAMES), dtype=np.int64)
+        self._capped = np.zeros(num_t, dtype=np.int64)  # images whose candidates at t the cap cut
+        self._num_images = 0
         self._max_num_dets = 0
         self._min_score = float("inf")
+
+    def _areas(self, inp: dict, gt_boxes: Tensor) -> Tensor:
+        areas = box_areas(gt_boxes)
+        if self.size_by == "input":
+            if "image" not in inp:
+                raise ValueError("size_by='input' needs the model inputs' 'image' (the resized image).")
+            h, w = inp["image"].shape[-2:]
+            areas = areas * (h / inp["height"]) * (w / inp["width"])
+        return areas
 
     def process(self, inputs: List[dict], outputs: List[dict]):
         gt = self._ground_truth()
@@ -180,44 +215,48 @@ class RecallBySizeEvaluator(DatasetEvaluator):
                 )
             gt_boxes, gt_classes = gt[inp["image_id"]]
             inst = out["instances"].to("cpu")
+            self._num_images += 1
             self._max_num_dets = max(self._max_num_dets, len(inst))
             if len(inst):
-                self._min_score = min(self._min_score, inst.scores.min().item())
+                lowest = inst.scores.min().item()
+                self._min_score = min(self._min_score, lowest)
+                if self.model_max_dets is not None and len(inst) >= self.model_max_dets:
+                    # The cap kept the top scores: candidates in [t, lowest) were cut.
+                    self._capped += np.array([lowest > t for t in self.score_thresholds])
             hits = recall_hits(
                 inst.pred_boxes.tensor, inst.scores, inst.pred_classes, gt_boxes, gt_classes,
                 score_thresholds=self.score_thresholds, nms_thresh=self.nms_thresh,
                 max_dets=self.max_dets, iou_thresh=self.iou_thresh, class_aware=self.class_aware,
             )
-            sizes = size_index(gt_boxes)
+            sizes = size_index(self._areas(inp, gt_boxes))
             self._totals += np.bincount(sizes.numpy(), minlength=len(SIZE_NAMES))
             for t in range(len(self.score_thresholds)):
                 self._recalled[t] += np.bincount(sizes[hits[t]].numpy(), minlength=len(SIZE_NAMES))
 
+    def _state(self):
+        return self._recalled, self._totals, self._capped, self._num_images, self._max_num_dets, self._min_score
+
     def evaluate(self):
-        recalled, totals = self._recalled, self._totals
         if self.distributed:
             comm.synchronize()
-            parts = comm.gather((recalled, totals, self._max_num_dets), dst=0)
+            parts = comm.gather(self._state(), dst=0)
             if not comm.is_main_process():
                 return {}
-            recalled = sum(p[0] for p in parts)
-            totals = sum(p[1] for p in parts)
-            max_num_dets = max(p[2] for p in parts)
         else:
-            max_num_dets = self._max_num_dets
+            parts = [self._state()]
+        recalled = sum(p[0] for p in parts)
+        totals = sum(p[1] for p in parts)
+        capped = sum(p[2] for p in parts)
+        num_images = sum(p[3] for p in parts)
+        max_num_dets = max(p[4] for p in parts)
+        min_score = min(p[5] for p in parts)
         if totals.sum() == 0:
             logger.warning(f"RecallBySizeEvaluator: no ground truth in {self.dataset_name!r}; nothing to report.")
             return {}
-        if 0 < max_num_dets < self.max_dets and self._min_score > min(self.score_thresholds):
-            logger.warning(
-                f"The model returned at most {max_num_dets} detections per image with scores >= "
-                f"{self._min_score:.3f}; the recall protocol keeps up to {self.max_dets} down to "
-                f"{min(self.score_thresholds)}. Lower the model's test score threshold and raise its "
-                "detections-per-image limit to follow the paper's protocol."
-            )
+        truncated = self._check_protocol(capped, num_images, max_num_dets, min_score)
         logger.info(
             f"Recall by object size on {self.dataset_name} (class-wise NMS {self.nms_thresh}, top "
-            f"{self.max_dets}, IoU >= {self.iou_thresh}):\n"
+            f"{self.max_dets}, IoU >= {self.iou_thresh}, sizes in the {self.size_by} image):\n"
             + format_recall_table(recalled, totals, self.score_thresholds)
         )
         res = OrderedDict()
@@ -229,4 +268,44 @@ class RecallBySizeEvaluator(DatasetEvaluator):
         for t, thresh in enumerate(self.score_thresholds):
             for s, name in enumerate(SIZE_NAMES):
                 res[f"recalled_{name}@{thresh:g}"] = int(recalled[t, s])
+        for t, thresh in enumerate(self.score_thresholds):
+            res[f"truncated_images@{thresh:g}"] = int(truncated[t])
         return OrderedDict(recall_by_size=res)
+
+    def _check_protocol(self, capped: np.ndarray, num_images: int, max_num_dets: int, min_score: float) -> np.ndarray:
+        """Warn for every way the model's own post-processing cut what the protocol should see.
+
+        Returns:
+            (T,) images whose candidates at each threshold were cut.
+        """
+        unknown = [
+            name for name, value in (("model_score_thresh", self.model_score_thresh),
+                                     ("model_nms_thresh", self.model_nms_thresh),
+                                     ("model_max_dets", self.model_max_dets)) if value is None
+        ]
+        if unknown:
+            logger.warning(
+                f"RecallBySizeEvaluator was not given {', '.join(unknown)}: it cannot check that the "
+                "outputs are the model's candidates before NMS, above the lowest threshold and uncapped, "
+                f"as the paper's protocol needs (seen: up to {max_num_dets} detections per image, lowest "
+                f"score {min_score:.4f}). Evaluate with a configs/ScaleBalanced/*_recall.py config."
+            )
+        truncated = capped.copy()
+        if self.model_score_thresh is not None:
+            cut = np.array([self.model_score_thresh > t for t in self.score_thresholds])
+            truncated[cut] = num_images
+            if cut.any():
+                logger.warning(
+                    f"The model's score threshold {self.model_score_thresh} drops candidates that the "
+                    f"protocol thresholds {[t for t, c in zip(self.score_thresholds, cut) if c]} should see: "
+                    "their recall is underestimated. Set the model's test score threshold to at most "
+                    f"{min(self.score_thresholds)}."
+                )
+        if capped.any():
+            logger.warning(
+                f"{capped.max()} of {num_images} images returned the model's cap of {self.model_max_dets} "
+                f"detections (lowest score returned: {min_score:.4f}), cutting candidates that the protocol "
+                f"thresholds {[t for t, c in zip(self.score_thresholds, capped) if c]} should see. Raise the "
+                "model's detections-per-image limit."
+            )
+        return truncated

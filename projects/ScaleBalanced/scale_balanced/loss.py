@@ -35,9 +35,8 @@ def weighted_bce_loss(logits: Tensor, targets: Tensor, weights: Tensor) -> Tenso
 
 
 def weighted_cross_entropy(logits: Tensor, gt_classes: Tensor, weights: Tensor) -> Tensor:
-    """Σ_p w_p · CE(logits[p], gt_classes[p]), summed. logits (P, K+1), gt_classes and weights (P,)."""
-    if logits.numel() == 0:
-        return logits.sum() * 0.0
+    """Σ_p w_p · CE(logits[p], gt_classes[p]), summed (0 when P = 0). logits (P, K+1), gt_classes and
+    weights (P,)."""
     return (F.cross_entropy(logits, gt_classes, reduction="none") * weights).sum()
 
 

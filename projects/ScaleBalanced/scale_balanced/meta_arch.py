@@ -75,8 +75,10 @@ class RetinaNetSCB(RetinaNet):
             weight_box_loss: False (authors' code): only the focal loss of positives is weighted;
                 True: the box regression loss of positives is weighted too (Eq. 2 taken literally).
             normalize_by: "num_pos" (authors' code): both losses divided by the EMA of the number of
-                positive anchors, as in RetinaNet; "weight_sum": by the EMA of ΣW over positives,
-                which keeps the total positive weight of a batch unchanged.
+                positive anchors, as in RetinaNet; "weight_sum": the weighted losses (classification,
+                and box regression when ``weight_box_loss``) divided by the EMA of ΣW over positives,
+                which keeps the total positive weight of a batch unchanged; an unweighted box loss
+                keeps the positive-count EMA.
             kwargs: :class:`detectron2.modeling.RetinaNet` arguments.
         """
         super().__init__(**kwargs)
@@ -150,11 +152,16 @@ class RetinaNetSCB(RetinaNet):
         pos_weights = weights[pos_mask]
         storage = get_event_storage()
         storage.put_scalar("num_pos_anchors", num_pos_anchors / num_images)
-        if num_pos_anchors > 0:
+        if num_pos_anchors:
             storage.put_scalar("scb/mean_pos_anchor_weight", pos_weights.mean().item())
-        normalizer = self._ema_update(
-            "loss_normalizer", max(normalizer_value(pos_weights, self.normalize_by), 1), 100
-        )
+        # RetinaNet's normaliser, the EMA of the positive count, stays in charge of every unweighted loss.
+        num_pos_normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
+        if self.normalize_by == "weight_sum":
+            normalizer = self._ema_update(
+                "loss_normalizer_weight_sum", max(normalizer_value(pos_weights, self.normalize_by), 1), 100
+            )
+        else:
+            normalizer = num_pos_normalizer
 
         # Drop the background column of the one-hot targets, as RetinaNet does.
         targets = F.one_hot(gt_labels[valid_mask], num_classes=self.num_classes + 1)[:, :-1]
@@ -168,7 +175,8 @@ class RetinaNetSCB(RetinaNet):
         loss_box_reg = dense_box_loss(
             self, anchors, pred_anchor_deltas, gt_boxes, pos_mask, pos_weights if self.weight_box_loss else None
         )
-        return {"loss_cls": loss_cls / normalizer, "loss_box_reg": loss_box_reg / normalizer}
+        box_normalizer = normalizer if self.weight_box_loss else num_pos_normalizer
+        return {"loss_cls": loss_cls / normalizer, "loss_box_reg": loss_box_reg / box_normalizer}
 
 
 def dense_box_loss(detector, anchors, pred_anchor_deltas, gt_boxes, pos_mask, pos_weights=None):

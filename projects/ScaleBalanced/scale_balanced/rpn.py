@@ -43,7 +43,8 @@ class ScaleBalancedRPN(RPN):
         Args:
             weighting_form, scb_alpha, scb_beta, weight_box_loss: as :class:`RetinaNetSCB`.
             normalize_by: "num_sampled" (RPN's own normaliser: batch_size_per_image x #images) or
-                "weight_sum" (Σ of the weights of the sampled anchors: W on positives, 1 on negatives).
+                "weight_sum" (Σ of the weights of the sampled anchors: W on positives, 1 on negatives)
+                for the weighted losses; an unweighted box loss keeps "num_sampled".
             count_sampled: False: M_i counts the anchors the matcher made positive for object i (the
                 matching imbalance of the paper); True: only those kept by RPN's random 1:1 subsampling.
             kwargs: :class:`detectron2.modeling.RPN` arguments.
@@ -109,9 +110,11 @@ class ScaleBalancedRPN(RPN):
         localization_loss = dense_box_loss(
             self, anchors, pred_anchor_deltas, gt_boxes, pos_mask, weights[pos_mask] if self.weight_box_loss else None
         )
+        num_sampled = self.batch_size_per_image * num_images  # RPN's own normaliser
         if self.normalize_by == "weight_sum":
             normalizer = max(weights[valid_mask].sum().item(), 1.0)
         else:
-            normalizer = self.batch_size_per_image * num_images
-        losses = {"loss_rpn_cls": objectness_loss / normalizer, "loss_rpn_loc": localization_loss / normalizer}
+            normalizer = num_sampled
+        loc_normalizer = normalizer if self.weight_box_loss else num_sampled  # an unweighted loss keeps RPN's
+        losses = {"loss_rpn_cls": objectness_loss / normalizer, "loss_rpn_loc": localization_loss / loc_normalizer}
         return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}

@@ -10,6 +10,9 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from d2imbalance.evaluation.size_classes import SIZE_NAMES as SIZE_CLASSES
+from d2imbalance.evaluation.size_classes import size_index as size_class  # COCO's classes, upper bounds inclusive
+
 __all__ = [
     "WEIGHTING_FORMS",
     "SIZE_CLASSES",
@@ -39,9 +42,6 @@ WEIGHTING_FORMS: Dict[str, Callable[[Tensor, float, float], Tensor]] = {
     "log_over_m": lambda m, a, b: (torch.log(m) + 1.0) / m,  # (log M + 1)/M (Table 1, row 5)
 }
 
-# COCO's size classes by box area (px²): small < 32², medium < 96², large otherwise.
-SIZE_CLASSES = ("small", "medium", "large")
-_SIZE_BOUNDS = (32.0**2, 96.0**2)
 
 
 def weight_from_count(
@@ -141,12 +141,6 @@ def scale_balanced_weights(
     return ScaleBalancedWeights(counts, gt_w, anchor_weights(matched_idxs, labels, gt_w))
 
 
-def size_class(areas: Tensor) -> Tensor:
-    """COCO size class of boxes by area: 0 small (< 32²), 1 medium (< 96²), 2 large. (G,) int64."""
-    bounds = torch.tensor(_SIZE_BOUNDS, dtype=areas.dtype, device=areas.device)
-    return torch.bucketize(areas, bounds, right=True)
-
-
 def size_class_stats(counts: Tensor, gt_weights: Tensor, areas: Tensor) -> Dict[str, float]:
     """EventStorage-ready means by COCO size class (one host synchronisation).
 
@@ -160,12 +154,9 @@ def size_class_stats(counts: Tensor, gt_weights: Tensor, areas: Tensor) -> Dict[
     """
     cls = size_class(areas)
     matched = (counts > 0).to(torch.float32)
-    stats = torch.zeros(4, len(SIZE_CLASSES), dtype=torch.float32, device=counts.device)
-    stats[0].scatter_add_(0, cls, torch.ones_like(matched))
-    stats[1].scatter_add_(0, cls, counts.to(torch.float32))
-    stats[2].scatter_add_(0, cls, matched)
-    stats[3].scatter_add_(0, cls, gt_weights.to(torch.float32) * matched)
-    num, sum_m, num_matched, sum_w = stats.tolist()
+    per_class = [torch.bincount(cls, w, len(SIZE_CLASSES)) for w in (
+        torch.ones_like(matched), counts.to(torch.float32), matched, gt_weights.to(torch.float32) * matched)]
+    num, sum_m, num_matched, sum_w = torch.stack(per_class).tolist()
     out = {}
     for i, name in enumerate(SIZE_CLASSES):
         if num[i] > 0:
@@ -174,7 +165,6 @@ def size_class_stats(counts: Tensor, gt_weights: Tensor, areas: Tensor) -> Dict[
         if num_matched[i] > 0:
             out[f"scb/mean_weight_{name}"] = sum_w[i] / num_matched[i]
     return out
-
 
 
 def batch_scale_balanced_weights(
