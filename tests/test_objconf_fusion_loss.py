@@ -2,8 +2,10 @@
 the misalignment analysis, checked against numbers computed by hand. Nothing here needs detectron2.
 """
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -237,5 +239,183 @@ def test_report_files(tmp_path):
     paths = write_report(images, str(tmp_path))
     table = format_table(images)
     assert "| Positive_NUM | iou>0.5 | 3 | 3 | 6 |" in table
-    for key in ("markdown", "csv", "json", "scatter_cls", "scatter_fused"):
+    for key in ("markdown", "csv", "json", "fig2_markdown", "fig2_plot", "scatter_cls", "scatter_fused"):
         assert (tmp_path / paths[key].split("/")[-1]).stat().st_size > 0
+    # Fig. 2 in percent: fused>0.5 before NMS is 2 of the 5 candidates in both images.
+    assert "| Before NMS | cls>0.5 | 60.00 | 60.00 | 60.00 |" in (tmp_path / "fig2_proportions.md").read_text()
+    assert "|  | fused>0.5 | 40.00 | 40.00 | 40.00 |" in (tmp_path / "fig2_proportions.md").read_text()
+    report = json.loads((tmp_path / "table1.json").read_text())
+    assert report["images"][0]["proportions"]["After NMS|fused>0.5"] == pytest.approx(2 / 3)
+    assert report["mean_proportions"]["After - Before|cls>0.5"] == pytest.approx(2 / 3 - 3 / 5)
+    assert report["images"][0]["candidates"] == "paper"
+
+
+# ----------------------------------------------------------------------------- "Before NMS": paper vs detectron2
+
+
+def _two_rule_image(candidates):
+    """K = 3 classes, top-k = 2 per level, predictions = anchors, one ground truth = a0's box.
+
+    Level 0: a0 [.9 .8 .7], a1 [.6 .01 .01], a2 [.5 .4 .3], at disjoint places; level 1: b0 [.2 .03 .1].
+    paper (top-2 anchors by their best class, then every pair > .05): level 0 keeps a0, a1
+      (best .9, .6; a2's best is .5) -> a0's 3 pairs + a1's 1 = 4; level 1: 2 pairs. 6 in all.
+    detectron2 (pairs > .05, then the 2 best pairs): level 0 has 7 pairs, keeps (a0, .9), (a0, .8);
+      level 1: 2 pairs. 4 in all: 2 fewer, a0's .7 and a1's .6 are lost.
+    """
+    from d2imbalance.analysis.misalignment import misalignment_for_image
+
+    level0 = torch.tensor([[0.0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]])
+    level1 = torch.tensor([[60.0, 0, 80, 20]])
+    cls = [
+        torch.tensor([[0.9, 0.8, 0.7], [0.6, 0.01, 0.01], [0.5, 0.4, 0.3]]),
+        torch.tensor([[0.2, 0.03, 0.1]]),
+    ]
+    return misalignment_for_image(
+        [level0, level1],
+        cls,
+        [level0, level1],
+        torch.tensor([[0.0, 0, 10, 10]]),
+        topk_candidates=2,
+        candidates=candidates,
+    )
+
+
+def test_before_nms_paper_rule_keeps_every_class_of_the_top_anchors():
+    paper, d2 = _two_rule_image("paper"), _two_rule_image("detectron2")
+    assert sorted(paper.before.cls.tolist()) == pytest.approx([0.1, 0.2, 0.6, 0.7, 0.8, 0.9])
+    assert sorted(d2.before.cls.tolist()) == pytest.approx([0.1, 0.2, 0.8, 0.9])
+    p, d = paper.counts(), d2.counts()
+    assert [p[("Before NMS", f"cls>{t}")] for t in ("0.05", "0.5", "0.6", "0.7", "0.8", "0.9")] == [
+        6, 4, 3, 2, 1, 0,
+    ]
+    assert [d[("Before NMS", f"cls>{t}")] for t in ("0.05", "0.5", "0.6", "0.7", "0.8", "0.9")] == [
+        4, 2, 2, 2, 1, 0,
+    ]
+    # a0's pairs share its box (IoU 1 with the ground truth): 3 of them under the paper's rule, 2 under
+    # detectron2's; class-wise NMS keeps every one of them (different classes, disjoint boxes).
+    assert p[("Before NMS", "iou>0.9")] == 3 and d[("Before NMS", "iou>0.9")] == 2
+    assert p[("After NMS", "cls>0.05")] == 6 and d[("After NMS", "cls>0.05")] == 4
+    assert paper.extra["candidates"] == "paper" and d2.extra["candidates"] == "detectron2"
+
+
+def test_before_nms_rule_is_the_paper_by_default_and_checked():
+    import inspect
+
+    from d2imbalance.analysis.misalignment import misalignment_for_image
+
+    assert inspect.signature(misalignment_for_image).parameters["candidates"].default == "paper"
+    with pytest.raises(ValueError, match="candidates='mmdet'.*paper"):
+        _two_rule_image("mmdet")
+
+
+# ----------------------------------------------------------------------------- Fig. 2 proportions
+
+# Table 1 of the paper, rows cls>0.05, cls>0.5 and iou>0.5, before and after NMS, Images 1-10.
+PAPER_TABLE1 = {
+    "before": ([7213, 2543, 3105, 3539, 634, 364, 1700, 13480, 5422, 1067],
+               [110, 79, 140, 23, 30, 83, 35, 29, 363, 135],
+               [1087, 1116, 856, 507, 187, 249, 336, 549, 2004, 487]),
+    "after": ([429, 113, 66, 188, 35, 14, 76, 836, 224, 44],
+              [5, 5, 4, 1, 1, 2, 1, 2, 13, 5],
+              [16, 14, 6, 10, 3, 4, 10, 17, 20, 8]),
+}  # fmt: skip
+
+
+def _stage_with_counts(n, n_cls, n_iou):
+    """n candidates (class score .1 > .05), n_cls of them with class score .55 (> .5, not > .6), n_iou
+    with IoU .55."""
+    from d2imbalance.analysis.misalignment import StagePredictions
+
+    cls = np.array([0.55] * n_cls + [0.1] * (n - n_cls))
+    iou = np.array([0.55] * n_iou + [0.0] * (n - n_iou))
+    return StagePredictions(cls=cls, iou=iou)
+
+
+def _paper_images():
+    from d2imbalance.analysis.misalignment import ImageMisalignment
+
+    return [
+        ImageMisalignment(
+            name=f"Image{i + 1}",
+            num_anchors=0,
+            positive_anchors=0,
+            before=_stage_with_counts(*(row[i] for row in PAPER_TABLE1["before"])),
+            after=_stage_with_counts(*(row[i] for row in PAPER_TABLE1["after"])),
+        )
+        for i in range(10)
+    ]
+
+
+def test_fig2_proportions_reproduce_the_papers_numbers():
+    """§1 after Table 1: the proportion of iou>0.5 drops by 31.5 % in Image2 (1116/2543 = 43.89 % ->
+    14/113 = 12.39 %; the text says "Image1", whose drop is 1087/7213 - 16/429 = 11.34 %) and 39.84 %
+    in Image6 (249/364 - 4/14), by 19.52 % on average over the ten images; the proportion of cls>0.5
+    rises by 1.32 % in Image2 (79/2543 = 3.11 % -> 5/113 = 4.42 %), 1.55 % in Image3 (140/3105 ->
+    4/66) and 0.02 % in Image8 (29/13480 -> 2/836) and drops by 1.09 % on average."""
+    from d2imbalance.analysis.misalignment import proportion_rows, proportions
+
+    images = _paper_images()
+    image2 = proportions(images[1])
+    assert image2[("Before NMS", "cls>0.5")] == pytest.approx(79 / 2543)
+    assert image2[("After NMS", "iou>0.5")] == pytest.approx(14 / 113)
+    assert image2[("Before NMS", "cls>0.6")] == 0.0
+    rows = {(stage, cond): (values, mean) for stage, cond, values, mean in proportion_rows(images)}
+    iou_change, iou_mean = rows[("After - Before", "iou>0.5")]
+    cls_change, cls_mean = rows[("After - Before", "cls>0.5")]
+    assert [round(100 * iou_change[i], 2) for i in (0, 1, 5)] == [-11.34, -31.5, -39.84]
+    assert [round(100 * cls_change[i], 2) for i in (1, 2, 7)] == [1.32, 1.55, 0.02]
+    assert round(100 * iou_mean, 2) == -19.52
+    assert round(100 * cls_mean, 2) == -1.09
+    assert rows[("Before NMS", "iou>0.5")][1] == pytest.approx(
+        np.mean([b / n for n, b in zip(PAPER_TABLE1["before"][0], PAPER_TABLE1["before"][2])])
+    )
+
+
+def test_fig2_proportions_on_crafted_case():
+    """The crafted image of test_table1_counts_on_crafted_case: before NMS 4 candidates with class
+    scores .3 .95 .55 .75 and IoUs 1 .833 .5 .81; after NMS a1 alone (.95, IoU .833).
+    Before: cls>.5 3/4, >.6 2/4, >.7 2/4, >.8 1/4, >.9 1/4; iou>.5 ... >.8 3/4, >.9 1/4.
+    After: every cls row 1/1, iou>.5 ... >.8 1/1, >.9 0/1. With the confidence (fused > .05: 5 before,
+    3 after) the denominators are 5 and 3: fused>.5 2/5 before; after NMS fused .806 (b0), .530 (a2),
+    .0725 (a3): fused>.5 2/3, cls>.5 2/3 (b0 .75, a2 .55)."""
+    from d2imbalance.analysis.misalignment import proportion_rows, proportions
+
+    p = proportions(_crafted_image(with_conf=False))
+    assert [p[("Before NMS", f"cls>{t}")] for t in ("0.5", "0.6", "0.7", "0.8", "0.9")] == [
+        0.75, 0.5, 0.5, 0.25, 0.25,
+    ]
+    assert [p[("Before NMS", f"iou>{t}")] for t in ("0.5", "0.6", "0.7", "0.8", "0.9")] == [
+        0.75, 0.75, 0.75, 0.75, 0.25,
+    ]
+    assert [p[("After NMS", f"iou>{t}")] for t in ("0.5", "0.6", "0.7", "0.8", "0.9")] == [
+        1.0, 1.0, 1.0, 1.0, 0.0,
+    ]
+    assert all(p[("After NMS", f"cls>{t}")] == 1.0 for t in ("0.5", "0.6", "0.7", "0.8", "0.9"))
+    assert not any(cond.startswith("fused") for _, cond in p)
+    changes = {c: (v, m) for s, c, v, m in proportion_rows([_crafted_image(False)]) if s.startswith("After -")}
+    assert changes["cls>0.5"] == ([0.25], 0.25) and changes["iou>0.9"] == ([-0.25], -0.25)
+
+    f = proportions(_crafted_image(with_conf=True))
+    assert f[("Before NMS", "fused>0.5")] == pytest.approx(2 / 5)
+    assert f[("Before NMS", "cls>0.5")] == pytest.approx(3 / 5)
+    assert f[("After NMS", "fused>0.5")] == pytest.approx(2 / 3)
+    assert f[("After NMS", "cls>0.5")] == pytest.approx(2 / 3)
+    assert f[("After NMS", "iou>0.8")] == pytest.approx(1 / 3)  # b0, IoU .81
+
+
+def test_fig2_stage_without_candidates_is_nan_and_left_out_of_the_mean():
+    from d2imbalance.analysis.misalignment import ImageMisalignment, proportion_rows, proportions
+
+    empty = ImageMisalignment(
+        name="empty",
+        num_anchors=0,
+        positive_anchors=0,
+        before=_stage_with_counts(4, 1, 2),
+        after=_stage_with_counts(0, 0, 0),
+    )
+    assert math.isnan(proportions(empty)[("After NMS", "iou>0.5")])
+    assert proportions(empty)[("Before NMS", "iou>0.5")] == 0.5
+    rows = {(s, c): (v, m) for s, c, v, m in proportion_rows([empty, _crafted_image(False)])}
+    assert rows[("After NMS", "iou>0.5")][1] == 1.0  # the crafted image's 1/1 alone
+    assert rows[("Before NMS", "iou>0.5")][1] == pytest.approx((0.5 + 0.75) / 2)
+    assert math.isnan(proportion_rows([empty])[-1][3])
