@@ -17,6 +17,47 @@ def _load(name):
     return LazyConfig.load(str(CONFIG_DIR / name))
 
 
+# Table 6's rows at [600, 1000] (detector, backbone, schedule) -> the config that reproduces it.
+TABLE6_CONFIGS = {
+    ("RetinaNet", 50, "1x"): "retinanet_R_50_FPN_1x_600.py",
+    ("RetinaNet", 101, "1x"): "retinanet_R_101_FPN_1x_600.py",
+    ("IoU-aware Net", 50, "1x"): "retinanet_iou_aware_R_50_FPN_1x.py",
+    ("IoU-aware Net", 101, "1x"): "retinanet_iou_aware_R_101_FPN_1x.py",
+    ("RetinaNet-Conf", 50, "1x"): "retinanet_conf_R_50_FPN_1x.py",
+    ("RetinaNet-Conf", 101, "1x"): "retinanet_conf_R_101_FPN_1x.py",
+    ("RetinaNet-Conf", 101, "2x"): "retinanet_conf_R_101_FPN_2x.py",
+}
+
+# What each config's model must score with at inference: (score_fusion, fusion_alpha,
+# conf_filter_thresh), from the paper: Eq. 11 with alpha 0.4 for RetinaNet-Conf and 0.5 for IoU-aware
+# (Tables 5, 6), Table 4's rows for the _fusion_ configs, the class score alone for Table 2's _loss_
+# configs; None for plain RetinaNet. Written out, not parsed from the names, so that a config that
+# sets the wrong value fails.
+EXPECTED_FUSION = {
+    "retinanet_R_50_FPN_1x_600.py": None,
+    "retinanet_R_101_FPN_1x_600.py": None,
+    "retinanet_conf_R_50_FPN_1x.py": ("product", 0.4, None),
+    "retinanet_conf_R_101_FPN_1x.py": ("product", 0.4, None),
+    "retinanet_conf_R_101_FPN_2x.py": ("product", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_detach.py": ("product", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_fusion_cls.py": ("cls", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_fusion_cls_filter.py": ("cls", 0.4, 0.5),
+    "retinanet_conf_R_50_FPN_1x_fusion_clsxconf.py": ("cls*conf", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_fusion_clsxconf_filter.py": ("cls*conf", 0.4, 0.5),
+    "retinanet_conf_R_50_FPN_1x_fusion_product_filter.py": ("product", 0.4, 0.5),
+    "retinanet_conf_R_50_FPN_1x_loss_ce_w1e-3.py": ("cls", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_loss_ce_w1e-4.py": ("cls", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_loss_gfocal.py": ("cls", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_loss_l1.py": ("cls", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_loss_l2.py": ("cls", 0.4, None),
+    "retinanet_conf_R_50_FPN_1x_loss_smooth_l1.py": ("cls", 0.4, None),
+    "retinanet_conf_shapes.py": ("product", 0.4, None),
+    "retinanet_iou_aware_R_50_FPN_1x.py": ("product", 0.5, None),
+    "retinanet_iou_aware_R_101_FPN_1x.py": ("product", 0.5, None),
+    "retinanet_iou_aware_shapes.py": ("product", 0.5, None),
+}
+
+
 def test_the_issue_configs_exist():
     for name in (
         "retinanet_conf_R_50_FPN_1x.py",
@@ -24,12 +65,45 @@ def test_the_issue_configs_exist():
         "retinanet_conf_R_101_FPN_2x.py",
         "retinanet_iou_aware_R_50_FPN_1x.py",
         "retinanet_conf_shapes.py",
+        *TABLE6_CONFIGS.values(),
     ):
         assert name in CONFIGS
+    assert set(EXPECTED_FUSION) == set(CONFIGS), "add the new config to EXPECTED_FUSION"
+
+
+def _fused_scores_seen(model, monkeypatch):
+    """Run the model's inference on one 128x160 image with random class and confidence logits (so that
+    every fusion and filter changes the scores), and return (the scores each level hands to the score
+    threshold, the class logits, the confidence logits), per level, (Hl*Wl*A, K) / (Hl*Wl*A, 1)."""
+    import torch
+
+    torch.manual_seed(0)
+    model.eval()
+    with torch.no_grad():
+        images = model.preprocess_image([{"image": torch.rand(3, 128, 160) * 255}])
+        features = model.backbone(images.tensor)
+        features = [features[f] for f in model.head_in_features]
+        logits, deltas, conf = model.head(features)
+        logits = [torch.randn_like(x) * 2 - 3 for x in logits]
+        conf = [torch.randn_like(x) * 2 for x in conf]
+        flat = model._transpose_dense_predictions(
+            [[x.clone() for x in logits], [x.clone() for x in conf]], [model.num_classes, 1]
+        )
+        seen = []
+        original = model._decode_per_level_predictions
+
+        def spy(anchors, pred_scores, *args, **kwargs):
+            seen.append(pred_scores.clone())
+            return original(anchors, pred_scores, *args, **kwargs)
+
+        monkeypatch.setattr(model, "_decode_per_level_predictions", spy)
+        model.forward_inference(images, features, [logits, deltas, conf])
+    return seen, [x[0] for x in flat[0]], [x[0] for x in flat[1]]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_instantiates(name):
+def test_config_instantiates(name, monkeypatch):
+    import torch
     from detectron2.config import instantiate
 
     from objconf import IoUAwareRetinaNetHead, RetinaNetConf, RetinaNetConfHead
@@ -39,23 +113,33 @@ def test_config_instantiates(name):
     for key in ("dataloader", "optimizer", "lr_multiplier", "train"):
         assert key in cfg, key
     assert cfg.train.output_dir.endswith(name[: -len(".py")])
-    if name.startswith("retinanet_R_50"):  # the plain baseline at the paper's scale
+    if EXPECTED_FUSION[name] is None:  # the plain baseline at the paper's scale
         assert type(model).__name__ == "RetinaNet"
     else:
         assert isinstance(model, RetinaNetConf)
         iou_aware = "iou_aware" in name
         assert isinstance(model.head, IoUAwareRetinaNetHead if iou_aware else RetinaNetConfHead)
         assert model.head.conf_tower == ("box" if iou_aware else "cls")
-        assert model.fusion_alpha == (0.5 if iou_aware else 0.4)
         if "_loss_" in name:
-            assert model.score_fusion == "cls"  # Table 2 was evaluated with the class score
             variant = name.split("_loss_")[1][: -len(".py")]
             assert model.conf_loss_type == ("ce_w" if variant.startswith("ce_w") else variant)
             if variant.startswith("ce_w"):
                 assert model.conf_neg_weight == float(variant[len("ce_w") :])
-        if "_fusion_" in name:
-            assert (model.conf_filter_thresh == 0.5) == name.endswith("_filter.py")
+        else:
+            assert model.conf_loss_type == "ce"
         assert model.detach_iou_target == name.endswith("_detach.py")
+
+        # The fusion reaches the model's inference and changes every level's scores by its formula:
+        # s = sigmoid(class logit), c = sigmoid(confidence logit); scores with c <= tau set to 0.
+        method, alpha, tau = EXPECTED_FUSION[name]
+        seen, cls_logits, conf_logits = _fused_scores_seen(model, monkeypatch)
+        assert len(seen) == 5
+        for got, x, c in zip(seen, cls_logits, conf_logits):
+            s, c = x.sigmoid(), c.sigmoid()
+            want = {"product": c**alpha * s ** (1 - alpha), "cls*conf": s * c, "cls": s}[method]
+            if tau is not None:
+                want = want * (c > tau)
+            assert torch.allclose(got, want, atol=1e-6), name
     if "shapes" not in name:  # paper reproduction: [1000, 600]
         resize = cfg.dataloader.train.mapper.augmentations[0]
         assert list(resize.short_edge_length) == [600] and resize.max_size == 1000
