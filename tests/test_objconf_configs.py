@@ -151,6 +151,22 @@ def test_config_instantiates(name, monkeypatch):
         assert cfg.train.trained_checkpoint == ""
 
 
+def test_anchor_counts_at_600x1000():
+    """The README's note on the authors' fusion (only levels with more than 1000 anchors are fused):
+    a 600x1000 image is padded to 608x1024 (multiple of 32), P3-P7 have 76x128, 38x64, 19x32, 10x16
+    and 5x8 positions x 9 anchors = 87552, 21888, 5472, 1440, 360: only P7 has <= 1000."""
+    import torch
+    from detectron2.config import instantiate
+
+    model = instantiate(_load("retinanet_conf_R_50_FPN_1x.py").model).eval()
+    with torch.no_grad():
+        images = model.preprocess_image([{"image": torch.zeros(3, 600, 1000)}])
+        features = model.backbone(images.tensor)
+        anchors = model.anchor_generator([features[f] for f in model.head_in_features])
+    assert tuple(images.tensor.shape[-2:]) == (608, 1024)
+    assert [len(a) for a in anchors] == [87552, 21888, 5472, 1440, 360]
+
+
 @pytest.mark.slow
 def test_misalignment_cli_on_shapes_checkpoint(tmp_path):
     """The CLI on an (untrained) checkpoint of the shapes demo writes the table and both scatters."""
@@ -189,8 +205,21 @@ def test_misalignment_cli_on_shapes_checkpoint(tmp_path):
         "table1.md",
         "table1.csv",
         "table1.json",
+        "fig2_proportions.md",
+        "fig2_proportions.png",
         "scatter_cls_vs_iou.png",
         "scatter_fused_vs_iou.png",
     ):
         assert (out / f).stat().st_size > 0
     assert "Image2" in (out / "table1.md").read_text()
+    # The paper's rule by default; --candidates detectron2 keeps at most 1000 pairs per level, a
+    # subset of the paper's 1000 anchors x every class above the threshold.
+    import json
+
+    paper = json.loads((out / "table1.json").read_text())
+    assert cli.main(argv[:-1] + ["--candidates", "detectron2", argv[-1]]) == 0
+    d2 = json.loads((out / "table1.json").read_text())
+    assert paper["images"][0]["candidates"] == "paper" and d2["images"][0]["candidates"] == "detectron2"
+    key = "Before NMS|fused>0.05"
+    assert paper["total"][key] > d2["total"][key]
+    assert all(im["counts"][key] <= 5000 for im in d2["images"])  # 5 levels x 1000

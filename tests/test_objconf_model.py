@@ -402,11 +402,11 @@ def test_loss_conf_by_hand_with_constant_confidence():
         dict(conf_loss_type="ce"),
         dict(conf_loss_type="l1"),
         dict(conf_loss_type="l2"),
-        dict(conf_loss_type="smooth_l1", conf_smooth_l1_beta=1.0),
+        dict(conf_loss_type="smooth_l1"),  # default beta 1.0
         dict(conf_loss_type="smooth_l1", conf_smooth_l1_beta=0.1),
-        dict(conf_loss_type="gfocal", conf_gfocal_gamma=2.0),
+        dict(conf_loss_type="gfocal"),  # default gamma 2 (Eq. 13)
         dict(conf_loss_type="gfocal", conf_gfocal_gamma=1.0),
-        dict(conf_loss_type="ce_w", conf_neg_weight=1e-4),
+        dict(conf_loss_type="ce_w"),  # default w 1e-4 (Table 2)
         dict(conf_loss_type="ce_w", conf_neg_weight=1e-2),
         dict(conf_loss_type="ce", conf_loss_normalizer="ema"),
         dict(conf_loss_type="l2", conf_loss_normalizer="ema"),
@@ -417,24 +417,27 @@ def test_every_loss_switch_reaches_the_model(kwargs):
     """Each Table 2 loss and its hyper-parameter, and the normaliser, change loss_conf to exactly the
     formula of the module docstring (p = sigmoid(logit), y = IoU target, d = |y - p|):
     l1 d, l2 d^2, smooth_l1 0.5 d^2 / beta if d < beta else d - beta / 2, gfocal d^gamma BCE,
-    ce_w BCE + w * BCE(p_neg, 0) over the negatives; / N_pos or / (90 + 0.1 N_pos) for "ema"."""
+    ce_w BCE + w * BCE(p_neg, 0) over the negatives; / N_pos or / (90 + 0.1 N_pos) for "ema".
+    Unset hyper-parameters must take the paper's values: beta 1.0, gamma 2, w 1e-4."""
     losses, _, ref = _reference_terms(_spread_confidence(build_model(**kwargs)))
     p, y = ref["conf"].sigmoid(), ref["iou"]
     d = (y - p).abs()
     loss_type = kwargs["conf_loss_type"]
-    beta = kwargs.get("conf_smooth_l1_beta")
+    beta = kwargs.get("conf_smooth_l1_beta", 1.0)
+    gamma = kwargs.get("conf_gfocal_gamma", 2.0)
     per_anchor = {
         "ce": lambda: _bce(p, y),
         "ce_w": lambda: _bce(p, y),
         "l1": lambda: d,
         "l2": lambda: d**2,
         "smooth_l1": lambda: torch.where(d < beta, 0.5 * d**2 / beta, d - beta / 2),
-        "gfocal": lambda: d ** kwargs.get("conf_gfocal_gamma", 0) * _bce(p, y),
+        "gfocal": lambda: d**gamma * _bce(p, y),
     }[loss_type]()
     total = per_anchor.sum()
     if loss_type == "ce_w":
         assert len(ref["neg"]) > 1000
-        total = total + kwargs["conf_neg_weight"] * _bce(ref["neg"].sigmoid(), 0.0).sum()
+        w = kwargs.get("conf_neg_weight", 1e-4)
+        total = total + w * _bce(ref["neg"].sigmoid(), 0.0).sum()
     if beta == 0.1:  # both branches of smooth L1 are exercised
         assert (d < beta).any() and (d >= beta).any()
     n_pos = len(y)
