@@ -223,3 +223,134 @@ def test_misalignment_cli_on_shapes_checkpoint(tmp_path):
     key = "Before NMS|fused>0.05"
     assert paper["total"][key] > d2["total"][key]
     assert all(im["counts"][key] <= 5000 for im in d2["images"])  # 5 levels x 1000
+
+
+# ----------------------------------------------------------------------------- run_misalignment_analysis
+
+
+@pytest.fixture(scope="module")
+def shapes_checkpoint(tmp_path_factory):
+    """An untrained RetinaNet-Conf shapes checkpoint (seed 0)."""
+    import torch
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import instantiate
+
+    torch.manual_seed(0)
+    save_dir = tmp_path_factory.mktemp("objconf_shapes_ckpt")
+    model = instantiate(_load("retinanet_conf_shapes.py").model)
+    DetectionCheckpointer(model, save_dir=str(save_dir)).save("model_init")
+    return str(save_dir / "model_init.pth")
+
+
+def _shapes_cfg():
+    cfg = _load("retinanet_conf_shapes.py")
+    cfg.model.test_score_thresh = 0.01  # untrained: fused scores start near 0.048
+    return cfg
+
+
+def _names_with_objects(dataset, n):
+    from detectron2.data import DatasetCatalog
+
+    records = DatasetCatalog.get(dataset)
+    with_objects = [r for r in records if any(a.get("iscrowd", 0) == 0 for a in r["annotations"])]
+    return [Path(r["file_name"]).name for r in with_objects[:n]]
+
+
+def test_analysis_defaults(shapes_checkpoint, tmp_path):
+    """No dataset, no image count, no column count, no rule given: the config's test dataset
+    (shapes_val), the paper's 10 images with objects (image 10 of shapes_val has none), 3 scatter
+    columns + 'all' (4 x 320 px wide), the paper's Before-NMS rule."""
+    from matplotlib.image import imread
+
+    from d2imbalance.analysis.misalignment import run_misalignment_analysis
+
+    results, paths = run_misalignment_analysis(
+        _shapes_cfg(), checkpoint=shapes_checkpoint, output_dir=str(tmp_path)
+    )
+    assert [r.name for r in results] == _names_with_objects("shapes_val", 10)
+    assert all(r.extra["candidates"] == "paper" for r in results)
+    assert imread(paths["scatter_cls"]).shape[:2] == (600, 1280)
+
+
+def test_analysis_options(shapes_checkpoint, tmp_path):
+    """A tuple of test datasets (its first is used), one image, one scatter column, detectron2's rule."""
+    from matplotlib.image import imread
+
+    from d2imbalance.analysis.misalignment import run_misalignment_analysis
+
+    cfg = _shapes_cfg()
+    cfg.dataloader.test.dataset.names = ("shapes_val", "shapes_train")
+    results, paths = run_misalignment_analysis(
+        cfg,
+        checkpoint=shapes_checkpoint,
+        output_dir=str(tmp_path),
+        num_images=1,
+        max_columns=1,
+        candidates="detectron2",
+    )
+    assert [r.name for r in results] == _names_with_objects("shapes_val", 1)
+    assert results[0].extra["candidates"] == "detectron2"
+    assert imread(paths["scatter_fused"]).shape[:2] == (600, 320)
+
+
+def test_analysis_skips_images_without_objects_and_reads_declared_datasets(shapes_checkpoint, tmp_path):
+    """Images whose annotations are all crowd, or none, are skipped (Table 1 is about images with
+    objects); a dataset declared in train.datasets is registered first; a dataset without any object
+    is an error naming it."""
+    import copy
+
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from d2imbalance.analysis.misalignment import run_misalignment_analysis
+
+    def crowd_first():
+        records = copy.deepcopy(DatasetCatalog.get("shapes_val"))
+        for a in records[0]["annotations"]:
+            a["iscrowd"] = 1
+        records[1]["annotations"] = []
+        return records
+
+    if "objconf_crowd_first" not in DatasetCatalog.list():
+        DatasetCatalog.register("objconf_crowd_first", crowd_first)
+        DatasetCatalog.register("objconf_no_objects", lambda: [
+            dict(r, annotations=[]) for r in DatasetCatalog.get("shapes_val")[:3]
+        ])  # fmt: skip
+    results, _ = run_misalignment_analysis(
+        _shapes_cfg(), checkpoint=shapes_checkpoint, dataset="objconf_crowd_first",
+        output_dir=str(tmp_path / "crowd"), num_images=2,
+    )  # fmt: skip
+    assert [r.name for r in results] == _names_with_objects("objconf_crowd_first", 2)
+    assert results[0].name == Path(DatasetCatalog.get("shapes_val")[2]["file_name"]).name
+    with pytest.raises(ValueError, match="'objconf_no_objects' has no image with a non-crowd"):
+        run_misalignment_analysis(
+            _shapes_cfg(), checkpoint=shapes_checkpoint, dataset="objconf_no_objects",
+            output_dir=str(tmp_path / "none"),
+        )  # fmt: skip
+
+    meta = MetadataCatalog.get("shapes_val")
+    cfg = _shapes_cfg()
+    cfg.train.datasets = [
+        dict(name="objconf_declared_val", json_file=meta.json_file, image_root=meta.image_root)
+    ]
+    results, _ = run_misalignment_analysis(
+        cfg, checkpoint=shapes_checkpoint, dataset="objconf_declared_val",
+        output_dir=str(tmp_path / "declared"), num_images=1,
+    )  # fmt: skip
+    assert [r.name for r in results] == _names_with_objects("shapes_val", 1)
+
+
+def test_analysis_errors_name_the_fix(shapes_checkpoint, tmp_path):
+    from d2imbalance.analysis.misalignment import run_misalignment_analysis
+
+    def run(**kwargs):
+        kwargs = {"checkpoint": shapes_checkpoint, "output_dir": str(tmp_path), **kwargs}
+        return run_misalignment_analysis(_shapes_cfg(), **kwargs)
+
+    with pytest.raises(ValueError, match="'shapes_vall' is not registered"):
+        run(dataset="shapes_vall")
+    with pytest.raises(ValueError, match="num_images=0 must be >= 1"):
+        run(num_images=0)
+    with pytest.raises(FileNotFoundError, match="nothing.pth' does not exist"):
+        run(checkpoint=str(tmp_path / "nothing.pth"))
+    with pytest.raises(ValueError, match="candidates='all'"):
+        run(candidates="all")

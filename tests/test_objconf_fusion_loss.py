@@ -421,3 +421,150 @@ def test_fig2_stage_without_candidates_is_nan_and_left_out_of_the_mean():
     assert rows[("After NMS", "iou>0.5")][1] == 1.0  # the crafted image's 1/1 alone
     assert rows[("Before NMS", "iou>0.5")][1] == pytest.approx((0.5 + 0.75) / 2)
     assert math.isnan(proportion_rows([empty])[-1][3])
+
+
+# ----------------------------------------------------------------------------- the figures
+
+
+def _texts_are_readable(fig):
+    """Every title, axis label, tick label and legend entry is at least 6 pt."""
+    sizes = []
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.axison:
+            continue
+        sizes += [ax.title.get_fontsize(), ax.xaxis.label.get_fontsize(), ax.yaxis.label.get_fontsize()]
+        sizes += [t.get_fontsize() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        if ax.get_legend() is not None:
+            sizes += [t.get_fontsize() for t in ax.get_legend().get_texts()]
+    return min(sizes) >= 6
+
+
+def test_fig2_plot_shows_the_proportions(tmp_path):
+    """Ten images of the paper's Table 1: 10 panels + the mean in a 3 x 4 grid (one left empty), each
+    with the paper's four lines: blue before / orange after NMS, solid cls / dotted iou, at t = 0.5 ...
+    0.9. The saved PNG is 4 x 320 by 3 x 280 px."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from d2imbalance.analysis.misalignment import plot_proportions, proportions_figure
+
+    images = _paper_images()
+    fig = proportions_figure(images)
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(fig.axes) == 12 and len(panels) == 11
+    assert [ax.get_title() for ax in panels] == [f"Image{i}" for i in range(1, 11)] + [
+        "mean of 10 images"
+    ]
+    lines = {line.get_label(): line for line in panels[1].get_lines()}  # Image2
+    assert set(lines) == {"BF_NMS cls>t", "BF_NMS iou>t", "AF_NMS cls>t", "AF_NMS iou>t"}
+    assert list(lines["BF_NMS iou>t"].get_xdata()) == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9])
+    assert lines["BF_NMS iou>t"].get_ydata()[0] == pytest.approx(1116 / 2543)
+    assert lines["AF_NMS cls>t"].get_ydata()[0] == pytest.approx(5 / 113)
+    assert lines["BF_NMS iou>t"].get_linestyle() == ":" and lines["AF_NMS cls>t"].get_linestyle() == "-"
+    assert lines["BF_NMS cls>t"].get_color() == "tab:blue" and lines["AF_NMS iou>t"].get_color() == "tab:orange"
+    assert all(line.get_markersize() > 0 for line in lines.values())
+    mean = {line.get_label(): line for line in panels[-1].get_lines()}
+    assert mean["AF_NMS iou>t"].get_ydata()[0] == pytest.approx(
+        np.mean([a / n for n, a in zip(PAPER_TABLE1["after"][0], PAPER_TABLE1["after"][2])])
+    )
+    assert all(ax.get_ylim()[0] == 0 for ax in panels)
+    assert panels[0].get_legend() is not None and _texts_are_readable(fig)
+    assert tuple(fig.get_size_inches()) == pytest.approx((12.8, 8.4))
+
+    path = plot_proportions(images, str(tmp_path / "sub" / "fig2.png"))
+    assert imread(path).shape[:2] == (840, 1280)
+    # Two images, two columns: 2 panels + mean in a 2 x 2 grid; fused models get a third score.
+    fig = proportions_figure([_crafted_image(True), _crafted_image(True)], columns=2)
+    assert len(fig.axes) == 4 and [ax.axison for ax in fig.axes] == [True, True, True, False]
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert "BF_NMS fused>t" in labels and "AF_NMS fused>t" in labels
+    fused = {line.get_label(): line for line in fig.axes[0].get_lines()}["BF_NMS fused>t"]
+    assert fused.get_linestyle() == "-." and fused.get_ydata()[0] == pytest.approx(2 / 5)
+    assert len(proportions_figure(_paper_images(), max_panels=2).axes) == 4  # 2 images + mean
+    with pytest.raises(ValueError, match="at least one image"):
+        proportions_figure([])
+
+
+def test_fig1_scatter_shows_score_against_iou(tmp_path):
+    """Two crafted images, one per-image column and the 'all' column: 2 rows (before / after NMS) x 2
+    columns, 640 x 600 px; axes [0, 1] with the 0.5 lines of the paper's discussion; the points are
+    (IoU, score) of each stage."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from d2imbalance.analysis.misalignment import plot_scatter, scatter_figure
+
+    images = [_crafted_image(True), _crafted_image(True)]
+    fig = scatter_figure(images, score="fused", max_columns=1)
+    assert len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes] == [  # row by row
+        "crafted\nbefore NMS", "all 2 images\nbefore NMS", "crafted\nafter NMS", "all 2 images\nafter NMS",
+    ]  # fmt: skip
+    points = fig.axes[0].collections[0]
+    expected = np.stack([images[0].before.iou, images[0].before.fused], axis=1)
+    assert np.allclose(points.get_offsets(), expected)
+    after = np.stack([images[0].after.iou, images[0].after.fused], axis=1)
+    assert np.allclose(fig.axes[2].collections[0].get_offsets(), after)
+    assert len(fig.axes[1].collections[0].get_offsets()) == 2 * len(expected)
+    assert (points.get_sizes() > 0).all() and 0 < points.get_alpha() < 1
+    for ax in fig.axes:
+        assert ax.get_xlim() == (0, 1) and ax.get_ylim() == (0, 1)
+        horizontal, vertical = ax.get_lines()
+        assert list(horizontal.get_ydata()) == [0.5, 0.5] and list(vertical.get_xdata()) == [0.5, 0.5]
+        assert horizontal.get_linewidth() > 0 and vertical.get_linewidth() > 0
+        assert ax.get_xlabel() == "IoU with ground truth" and ax.get_ylabel() == "fused score"
+    assert _texts_are_readable(fig)
+    assert len(scatter_figure(images[:1]).axes) == 2  # one image: no 'all' column
+    with pytest.raises(ValueError, match="no confidence branch"):
+        scatter_figure([_crafted_image(False)], score="fused")
+    path = plot_scatter(images, str(tmp_path / "scatter.png"), max_columns=1)
+    assert imread(path).shape[:2] == (600, 640)
+
+
+def test_table1_image_without_objects_and_a_single_candidate():
+    """No ground truth: no positive anchor and every IoU 0 (not an error). One ground truth and a
+    single candidate [0,0,10,5] against [0,0,10,10]: IoU 50/100 = .5, not > .5; [0,0,10,8]: .8."""
+    from d2imbalance.analysis.misalignment import misalignment_for_image
+
+    anchors = [torch.tensor([[0.0, 0, 10, 5], [0, 0, 10, 8]])]
+    cls = [torch.tensor([[0.9], [0.01]])]
+    empty = misalignment_for_image(anchors, cls, anchors, torch.zeros(0, 4))
+    assert empty.positive_anchors == 0 and empty.before.iou.tolist() == [0.0]
+    assert empty.num_anchors == 2
+    one = misalignment_for_image(anchors, cls, anchors, torch.tensor([[0.0, 0, 10, 10]]))
+    assert one.before.iou.tolist() == pytest.approx([0.5]) and one.positive_anchors == 1
+    assert one.counts()[("Before NMS", "iou>0.5")] == 0
+
+
+def test_table1_markdown_and_csv_layout(tmp_path):
+    from d2imbalance.analysis.misalignment import format_table, table_rows, write_report
+
+    images = [_crafted_image(False), _crafted_image(True)]
+    lines = format_table(images).splitlines()
+    assert lines[0] == "| stage | condition | Image1 | Image2 | Total |"
+    assert lines[1] == "|---|---|---|---|---|"
+    assert lines[3] == "| Before NMS | cls>0.05 | 4 | 4 | 8 |"  # the stage named once ...
+    assert lines[4] == "|  | cls>0.5 | 3 | 3 | 6 |"  # ... then left blank
+    assert table_rows(images)[0] == ("Positive_NUM", "iou>0.5", [3, 3], 6)
+    write_report(images, str(tmp_path))
+    csv_lines = (tmp_path / "table1.csv").read_text().splitlines()
+    assert csv_lines[0] == "stage,condition,crafted,crafted,total"
+    assert csv_lines[1] == "Positive_NUM,iou>0.5,3,3,6"
+    assert (tmp_path / "table1.md").read_text().endswith("|\n")
+    fig2 = (tmp_path / "fig2_proportions.md").read_text()
+    assert fig2.splitlines()[0] == "| stage | condition | Image1 | Image2 | Mean |" and fig2.endswith("|\n")
+    assert "| After - Before | cls>0.5 | 25.00 | 6.67 | 15.83 |" in fig2  # (1 - 3/4), (2/3 - 3/5)
+
+
+def test_report_scatter_columns(tmp_path):
+    """write_report passes max_columns to both scatters: 1 image column + 'all' = 640 px wide."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from d2imbalance.analysis.misalignment import write_report
+
+    paths = write_report([_crafted_image(True)] * 3, str(tmp_path), max_columns=1)
+    assert imread(paths["scatter_cls"]).shape[:2] == (600, 640)
+    assert imread(paths["scatter_fused"]).shape[:2] == (600, 640)
+    assert imread(paths["fig2_plot"]).shape[:2] == (280, 1280)  # 3 images + mean: one row of 4
+    assert "scatter_fused" not in write_report([_crafted_image(False)], str(tmp_path / "plain"))

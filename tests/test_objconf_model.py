@@ -1,6 +1,7 @@
 """RetinaNetConfHead / RetinaNetConf (and the IoU-aware variant) on tiny models, on CPU, and the
 misalignment analysis run on such a model."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -286,9 +287,10 @@ def test_iou_target_equals_pairwise_iou_of_decoded_boxes():
     assert torch.allclose(iou_target, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("detach", [False, True])
+@pytest.mark.parametrize("detach", [None, False, True])
 def test_detach_switch_blocks_or_passes_gradient_into_box_branch(detach):
-    model = build_model(detach_iou_target=detach)
+    """The default (None here: not passed) is the authors' code, not detached."""
+    model = build_model() if detach is None else build_model(detach_iou_target=detach)
     losses, predictions = _loss_conf_and_inputs(model)
     losses["loss_conf"].backward()
     box_grad = sum(level.grad.abs().sum() for level in predictions[1] if level.grad is not None)
@@ -448,8 +450,6 @@ def test_every_loss_switch_reaches_the_model(kwargs):
 def test_training_signals_are_the_positives_statistics():
     """objconf/* scalars: means of sigmoid(conf), of the IoU target and of sigmoid(class logit at the
     ground-truth class) over the positives, and the Pearson correlations of each score with the IoU."""
-    import numpy as np
-
     _, scalars, ref = _reference_terms(_spread_confidence(build_model()))
     conf, iou, cls = ref["conf"].sigmoid(), ref["iou"], ref["cls"].sigmoid()
     assert scalars["objconf/mean_conf_pos"] == pytest.approx(conf.mean().item(), rel=1e-5)
@@ -611,3 +611,84 @@ def test_misalignment_before_nms_rules_on_tiny_model():
     assert paper.before.fused.min() > 0.02
     assert len(paper.before.fused) == 8052
     assert len(d2.before.fused) == 3540
+
+
+def build_plain_retinanet(head_cls=None):
+    """detectron2's RetinaNet on the same tiny parts (a RetinaNetConfHead gives it a confidence it
+    cannot fuse)."""
+    from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
+
+    conf_model = build_model()
+    head = (head_cls or RetinaNetHead)(
+        input_shape=[ShapeSpec(channels=CHANNELS)] * 5,
+        num_classes=NUM_CLASSES,
+        conv_dims=[CHANNELS, CHANNELS],
+        num_anchors=9,
+    )
+    return RetinaNet(
+        backbone=conf_model.backbone,
+        head=head,
+        head_in_features=conf_model.head_in_features,
+        anchor_generator=conf_model.anchor_generator,
+        box2box_transform=conf_model.box2box_transform,
+        anchor_matcher=conf_model.anchor_matcher,
+        num_classes=NUM_CLASSES,
+        pixel_mean=[103.53, 116.28, 123.675],
+        pixel_std=[57.375, 57.12, 58.395],
+    ).eval()
+
+
+def test_misalignment_on_plain_retinanet_uses_the_models_inference_parameters():
+    """Class prior 0.01 > threshold 0.005: every pair is a candidate. With top-k 500 (the model's,
+    not the default 1000), per level (6975, 1872, 504, 144, 36 anchors, K = 3):
+    paper min(R, 500) x 3 = 1500 + 1500 + 1500 + 432 + 108 = 5040; detectron2 min(3R, 500) = 500 +
+    500 + 500 + 432 + 108 = 2040. After NMS (the model's 0.6, not the default 0.5) the boxes are the
+    model's own detections."""
+    from d2imbalance.analysis.misalignment import collect_from_model
+
+    model = build_plain_retinanet()
+    model.test_score_thresh, model.test_topk_candidates, model.test_nms_thresh = 0.005, 500, 0.6
+    inp = make_inputs()[0]
+    paper = collect_from_model(model, inp, name="plain")
+    d2 = collect_from_model(model, inp, candidates="detectron2")
+    assert paper.name == "plain" and paper.before.fused is None
+    assert not any(cond.startswith("fused") for _, cond in paper.counts())
+    assert len(paper.before.cls) == 5040 and len(d2.before.cls) == 2040
+    assert paper.extra["num_gt"] == 2
+    with torch.no_grad():
+        images = model.preprocess_image([inp])
+        features = model.backbone(images.tensor)
+        features = [features[f] for f in model.head_in_features]
+        model.max_detections_per_image = 10**6
+        detections = model.forward_inference(images, features, model.head(features))[0]
+    assert len(detections) == len(d2.after.cls)
+    assert torch.allclose(
+        detections.scores.sort().values, torch.from_numpy(d2.after.cls).sort().values, atol=1e-6
+    )
+
+
+def test_misalignment_keeps_class_score_and_fused_score_apart():
+    """cls*conf fusion with the confidence conv zeroed: conf = 1/2 everywhere, so every candidate's
+    fused score is exactly half its class score (the class score is not overwritten by the fusion)."""
+    from d2imbalance.analysis.misalignment import collect_from_model
+
+    model = build_model(score_fusion="cls*conf")
+    model.eval()
+    model.test_score_thresh = 0.002
+    with torch.no_grad():
+        model.head.conf_pred.weight.zero_()
+    result = collect_from_model(model, make_inputs()[0])
+    assert len(result.before.cls) > 100
+    assert np.allclose(result.before.fused, 0.5 * result.before.cls, rtol=1e-5)
+
+
+def test_misalignment_rejects_what_it_cannot_analyse():
+    from d2imbalance.analysis.misalignment import collect_from_model
+
+    inp = make_inputs()[0]
+    with pytest.raises(ValueError, match="RetinaNet-style model.*anchor_generator"):
+        collect_from_model(nn.Linear(1, 1), inp)
+    with pytest.raises(ValueError, match="no 'instances'.*is_train=True"):
+        collect_from_model(build_model().eval(), {"image": inp["image"]})
+    with pytest.raises(ValueError, match="no fuse"):
+        collect_from_model(build_plain_retinanet(RetinaNetConfHead), inp)

@@ -63,6 +63,8 @@ __all__ = [
     "plot_scatter",
     "proportion_rows",
     "proportions",
+    "proportions_figure",
+    "scatter_figure",
     "run_misalignment_analysis",
     "table_rows",
     "write_report",
@@ -113,7 +115,7 @@ class ImageMisalignment:
 
 
 def _max_iou(boxes: Tensor, gt_boxes: Tensor) -> Tensor:
-    if len(gt_boxes) == 0 or len(boxes) == 0:
+    if len(gt_boxes) == 0:  # no maximum over an empty set; an image without objects has IoU 0
         return boxes.new_zeros(len(boxes))
     return box_iou(boxes.float(), gt_boxes.float()).max(dim=1).values
 
@@ -293,22 +295,36 @@ def format_proportions(images: Sequence[ImageMisalignment]) -> str:
     return "\n".join(lines)
 
 
-def plot_proportions(
-    images: Sequence[ImageMisalignment], path: str, *, max_panels: int = 10, columns: int = 4
-) -> str:
-    """Fig. 2: proportion of each stage's candidates above a threshold, against the threshold.
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
+def proportions_figure(
+    images: Sequence[ImageMisalignment], *, max_panels: int = 10, columns: int = 4
+):
+    """Fig. 2 as a matplotlib Figure: proportion of each stage's candidates above a threshold t,
+    against t (0.5 ... 0.9).
 
     One panel per image (the first ``max_panels``) and one for the mean over all images. Blue is
     before NMS, orange after; solid lines threshold the class score, dotted lines the IoU (as in the
     paper), dash-dotted lines the fused score of a model with a confidence branch.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not images:
-        raise ValueError("plot_proportions needs at least one image.")
+        raise ValueError("The Fig. 2 plot needs at least one image.")
+    plt = _pyplot()
     rows = proportion_rows(images)
     panels = [(im.name or f"Image{i + 1}", i) for i, im in enumerate(images[:max_panels])]
     panels.append((f"mean of {len(images)} images", None))
@@ -343,26 +359,26 @@ def plot_proportions(
         ax.set_ylabel("proportion of candidates", fontsize=8)
         ax.set_ylim(bottom=0)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(panels) :]:
+    for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plot_scatter(
-    images: Sequence[ImageMisalignment], path: str, *, score: str = "cls", max_columns: int = 3
+def plot_proportions(
+    images: Sequence[ImageMisalignment], path: str, *, max_panels: int = 10, columns: int = 4
 ) -> str:
-    """Fig. 1: score (``"cls"`` or ``"fused"``) against IoU, before NMS (top row) and after NMS
-    (bottom row); one column per image for the first ``max_columns`` images, plus one for all."""
-    import matplotlib
+    """Save :func:`proportions_figure` as a PNG (100 dpi, 320 x 280 px per panel); return ``path``."""
+    return _save(proportions_figure(images, max_panels=max_panels, columns=columns), path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def scatter_figure(
+    images: Sequence[ImageMisalignment], *, score: str = "cls", max_columns: int = 3
+):
+    """Fig. 1 as a matplotlib Figure: score (``"cls"`` or ``"fused"``) against IoU, before NMS (top
+    row) and after NMS (bottom row); one column per image for the first ``max_columns`` images, plus
+    one for all when there are several."""
+    plt = _pyplot()
     columns = [(im.name or f"Image{i + 1}", [im]) for i, im in enumerate(images[:max_columns])]
     if len(images) > 1:
         columns.append((f"all {len(images)} images", list(images)))
@@ -386,11 +402,14 @@ def plot_scatter(
             ax.set_title(f"{title}\n{stage_name} NMS", fontsize=8)
             ax.set_xlabel("IoU with ground truth", fontsize=8)
             ax.set_ylabel(f"{score} score", fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_scatter(
+    images: Sequence[ImageMisalignment], path: str, *, score: str = "cls", max_columns: int = 3
+) -> str:
+    """Save :func:`scatter_figure` as a PNG (100 dpi, 320 x 600 px per column); return ``path``."""
+    return _save(scatter_figure(images, score=score, max_columns=max_columns), path)
 
 
 def write_report(
@@ -496,7 +515,7 @@ def collect_from_model(
     cls_logits = [x[0] for x in dense[0]]
     pred_boxes = [model.box2box_transform.apply_deltas(d[0], a) for d, a in zip(dense[1], anchors)]
     fused = (
-        [model.fuse(x.clone(), c[0].clone()) for x, c in zip(cls_logits, dense[2])]
+        [model.fuse(x.clone(), c[0]) for x, c in zip(cls_logits, dense[2])]  # fuse is in place
         if has_conf
         else None
     )
@@ -504,7 +523,7 @@ def collect_from_model(
         anchors,
         [x.sigmoid() for x in cls_logits],
         pred_boxes,
-        mapped_input["instances"].gt_boxes.tensor.to(anchors[0].device),
+        mapped_input["instances"].gt_boxes.tensor.to(images.tensor.device),
         fused_scores=fused,
         score_thresh=model.test_score_thresh,
         topk_candidates=model.test_topk_candidates,
