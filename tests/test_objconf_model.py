@@ -447,6 +447,16 @@ def test_every_loss_switch_reaches_the_model(kwargs):
     assert losses["loss_conf"].item() == pytest.approx((total / normalizer).item(), rel=1e-5)
 
 
+def test_ce_w_on_a_one_image_batch():
+    """CE^w with a batch of one image: (sum of positives' BCE + w * sum of negatives' BCE(p, 0)) / N_pos."""
+    losses, _, ref = _reference_terms(
+        _spread_confidence(build_model(conf_loss_type="ce_w", conf_neg_weight=1e-2)), make_inputs()[:1]
+    )
+    p, y = ref["conf"].sigmoid(), ref["iou"]
+    expected = (_bce(p, y).sum() + 1e-2 * _bce(ref["neg"].sigmoid(), 0.0).sum()) / len(y)
+    assert losses["loss_conf"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_training_signals_are_the_positives_statistics():
     """objconf/* scalars: means of sigmoid(conf), of the IoU target and of sigmoid(class logit at the
     ground-truth class) over the positives, and the Pearson correlations of each score with the IoU."""
