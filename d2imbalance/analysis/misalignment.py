@@ -1,6 +1,6 @@
-"""Misalignment of classification and localisation in dense detectors: the statistics of Table 1 and
-the class-score vs IoU scatter of Fig. 1 of Wu et al., "Improvement of Classification in One-Stage
-Detector" (arXiv 2011.10465, §1).
+"""Misalignment of classification and localisation in dense detectors: the statistics of Table 1, their
+proportions (Fig. 2) and the class-score vs IoU scatter (Fig. 1) of Wu et al., "Improvement of
+Classification in One-Stage Detector" (arXiv 2011.10465, §1).
 
 For each image, three populations are counted:
 
@@ -28,7 +28,8 @@ at the network's input resolution.
 
 Fig. 2 divides each count of a stage by the same stage's ``cls>0.05`` count (for RetinaNet-Conf, by
 its ``fused>0.05`` count, the score its candidates are selected by): :func:`proportions`,
-:func:`proportion_rows`, :func:`plot_proportions`.
+:func:`proportion_rows`, :func:`proportions_figure` / :func:`plot_proportions`. The paper's text
+quotes per-image changes after NMS and their mean over the ten images; ``proportion_rows`` gives both.
 
 The counting core (:func:`misalignment_for_image`) needs only torch and torchvision; reading a model,
 a checkpoint and a dataset (:func:`collect_from_model`, :func:`run_misalignment_analysis`) needs
