@@ -472,6 +472,18 @@ def test_training_signals_are_the_positives_statistics():
     assert scalars["objconf/corr_cls_iou"] == pytest.approx(corr_cls, abs=1e-4)
 
 
+def test_training_signal_correlation_of_a_constant_score_is_zero():
+    """A constant confidence (1/2, 1/2) has no correlation with the IoU: 0, not 0/0 = NaN."""
+    model = build_model()
+    with EventStorage() as storage:
+        model._log_positive_statistics(
+            torch.zeros(2), torch.tensor([0.5, 0.9]), torch.logit(torch.tensor([0.6, 0.2]))
+        )
+        scalars = {k: v.latest() for k, v in storage.histories().items()}
+    assert scalars["objconf/corr_conf_iou"] == 0.0
+    assert scalars["objconf/corr_cls_iou"] == pytest.approx(-1.0, abs=1e-5)
+
+
 @pytest.mark.parametrize("num_pos", [1, 2])
 def test_training_signals_need_two_points_for_a_correlation(num_pos):
     """Pearson of (.2, .6) with (.5, .9) is 1 (two points lie on a line); one point has none."""
