@@ -107,10 +107,12 @@ def test_head_shapes_init_and_tower(head_cls, tower):
         "RetinaNetConfHead": RetinaNetConfHead,
         "IoUAwareRetinaNetHead": IoUAwareRetinaNetHead,
     }[head_cls]
+    # Two tower convs of different widths: the confidence conv reads the last one (6 channels).
     head = head_cls(
-        input_shape=[ShapeSpec(channels=4)] * 2, num_classes=3, conv_dims=[4], num_anchors=2
+        input_shape=[ShapeSpec(channels=4)] * 2, num_classes=3, conv_dims=[5, 6], num_anchors=2
     )
     assert head.conf_tower == tower
+    assert head.conf_pred.in_channels == 6 and head.conf_pred.kernel_size == (3, 3)
     assert torch.equal(head.conf_pred.bias, torch.zeros(2))
     feats = [torch.randn(2, 4, 6, 5), torch.randn(2, 4, 3, 3)]
     logits, deltas, conf = head(feats)
@@ -125,6 +127,20 @@ def test_head_shapes_init_and_tower(head_cls, tower):
         assert torch.equal(head(feats)[2][0], conf[0])
         own[0].weight.add_(1.0)
         assert not torch.equal(head(feats)[2][0], conf[0])
+
+
+def test_confidence_conv_init_like_the_box_predictor():
+    """Weights N(0, 0.01), bias 0 (every confidence starts at 1/2): over 64 x 9 x 3 x 3 = 5184
+    weights the sample mean is within 3 standard errors (0.01 / 72 = 1.4e-4) of 0 and the sample
+    std within 3 % of 0.01."""
+    torch.manual_seed(0)
+    head = RetinaNetConfHead(
+        input_shape=[ShapeSpec(channels=64)], num_classes=3, conv_dims=[64], num_anchors=9
+    )
+    weight = head.conf_pred.weight
+    assert weight.numel() == 5184
+    assert abs(weight.mean().item()) < 4.2e-4
+    assert weight.std().item() == pytest.approx(0.01, rel=0.03)
 
 
 def test_bad_switches_raise():
