@@ -128,6 +128,34 @@ def test_every_loss_is_covered_and_unknown_names_raise():
         object_confidence_loss(POS_LOGITS, TARGETS, normalizer=2, loss_type="ce_w")
 
 
+def test_loss_hyper_parameters_are_checked_at_their_bounds():
+    """w = 0 is allowed (CE^w then equals CE), gamma = 0 too (GFocal = CE); beta must be > 0."""
+    neg = torch.tensor([0.0])
+    ce = object_confidence_loss(POS_LOGITS, TARGETS, normalizer=2)
+    ce_w0 = object_confidence_loss(
+        POS_LOGITS, TARGETS, normalizer=2, loss_type="ce_w", neg_logits=neg, neg_weight=0.0
+    )
+    assert ce_w0.item() == ce.item()
+    with pytest.raises(ValueError, match="conf_neg_weight=-0.001"):
+        object_confidence_loss(POS_LOGITS, TARGETS, normalizer=2, neg_weight=-1e-3)
+    with pytest.raises(ValueError, match="conf_gfocal_gamma=-1"):
+        object_confidence_loss(POS_LOGITS, TARGETS, normalizer=2, gfocal_gamma=-1.0)
+    with pytest.raises(ValueError, match="conf_smooth_l1_beta=0.*use loss 'l1'"):
+        object_confidence_loss(POS_LOGITS, TARGETS, normalizer=2, smooth_l1_beta=0.0)
+
+
+def test_fusion_arguments_are_checked_at_their_bounds():
+    """alpha in [0, 1] both ends included; tau in [0, 1): 0 allowed, 1 not (it would drop everything)."""
+    cls, conf = torch.tensor([[0.2]]), torch.tensor([[0.7]])
+    assert fuse_scores(cls, conf, alpha=0.0).item() == pytest.approx(0.2)
+    assert fuse_scores(cls, conf, alpha=1.0).item() == pytest.approx(0.7)
+    assert fuse_scores(cls, conf, method="cls", conf_thresh=0.0).item() == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="alpha=-0.1"):
+        fuse_scores(cls, conf, alpha=-0.1)
+    with pytest.raises(ValueError, match="conf_thresh=-0.5"):
+        fuse_scores(cls, conf, conf_thresh=-0.5)
+
+
 @pytest.mark.parametrize("loss_type", CONF_LOSSES)
 def test_losses_without_positives_are_zero_and_differentiable(loss_type):
     logits = torch.zeros(0, requires_grad=True)
