@@ -35,6 +35,8 @@ def test_fusion_by_hand():
     )
     # the defaults are the paper's: product with alpha = 0.4 (Eq. 11, Table 5), no filter
     assert torch.allclose(fuse_scores(cls, conf), torch.tensor([[1 / 256, 1 / 32]]))
+    in_place = fuse_logits_(torch.logit(cls.double()), torch.logit(conf.double()))
+    assert torch.allclose(in_place, torch.tensor([[1 / 256, 1 / 32]], dtype=torch.double))
     # alpha = 0 is the class score, alpha = 1 the confidence
     assert torch.allclose(fuse_scores(cls, conf, method="product", alpha=0.0), cls)
     assert torch.allclose(fuse_scores(cls, conf, method="product", alpha=1.0), conf.expand(1, 2))
