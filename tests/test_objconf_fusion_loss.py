@@ -53,6 +53,10 @@ def test_fusion_conf_filter_by_hand():
     out = fuse_scores(cls, conf, method="product", alpha=0.5, conf_thresh=0.5)
     assert torch.allclose(out[0], torch.tensor([0.4, 0.8**0.5 * 0.6**0.5]))
     assert torch.equal(out[1:], torch.zeros(2, 2))
+    # In place from logits: conf logit 0 is exactly 0.5, not above tau = 0.5, so its row is dropped.
+    for method in FUSION_METHODS:
+        out = fuse_logits_(torch.logit(cls), torch.logit(conf), method=method, alpha=0.5, conf_thresh=0.5)
+        assert out[0].min() > 0 and torch.equal(out[1:], torch.zeros(2, 2)), method
 
 
 @pytest.mark.parametrize("method", FUSION_METHODS)
