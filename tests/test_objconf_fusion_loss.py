@@ -189,6 +189,15 @@ def test_aligned_iou_by_hand():
     assert torch.allclose(aligned_box_iou(a, b), torch.tensor([1 / 7, 1.0, 0.0, 0.0]))
 
 
+def test_aligned_iou_asymmetric_subpixel_and_inverted_boxes():
+    """[0,1,4,3] (area 8) vs [2,0,5,2] (area 6): intersection [2,1,4,2] = 2, union 12, IoU 1/6.
+    Two identical 0.5 x 0.5 boxes: 1. An inverted box [3,0,1,2] has area 0 and no intersection: 0."""
+    a = torch.tensor([[0.0, 1, 4, 3], [0, 0, 0.5, 0.5], [3, 0, 1, 2]])
+    b = torch.tensor([[2.0, 0, 5, 2], [0, 0, 0.5, 0.5], [0, 0, 4, 4]])
+    assert torch.allclose(aligned_box_iou(a, b), torch.tensor([1 / 6, 1.0, 0.0]))
+    assert torch.allclose(aligned_box_iou(b, a), torch.tensor([1 / 6, 1.0, 0.0]))
+
+
 # ----------------------------------------------------------------------------- Table 1 counting core
 
 
