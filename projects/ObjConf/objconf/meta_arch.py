@@ -205,9 +205,9 @@ class RetinaNetConf(RetinaNet):
         """
         if iou_target.numel() == 0:
             return
-        conf = pos_conf_logits.detach().float().sigmoid()
+        conf = pos_conf_logits.float().sigmoid()  # no_grad: nothing to detach
         cls = pos_cls_logits.float().sigmoid()
-        iou = iou_target.detach().float()
+        iou = iou_target.float()
         stats = torch.stack(
             [conf.mean(), iou.mean(), cls.mean(), _pearson(conf, iou), _pearson(cls, iou)]
         ).tolist()
