@@ -357,6 +357,16 @@ def test_eval_only_warns_only_without_weights(tmp_path):
     assert log.rsplit("tensors from ", 1)[1].startswith(f"{tmp_path / 'm.pth'}.")
 
 
+def test_eval_only_writes_readable_results_next_to_the_checkpoints(tmp_path, monkeypatch):
+    import d2imbalance.engine as engine
+
+    monkeypatch.setattr(engine, "do_test", lambda cfg, model: {"bbox": {"AP": 12.5}})
+    args = engine.default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py", "--eval-only", f"train.output_dir={tmp_path}"])
+    assert engine.do_eval_only(args, engine.setup(args)) == {"bbox": {"AP": 12.5}}
+    assert (tmp_path / "eval_results.json").read_text() == '{\n "bbox": {\n  "AP": 12.5\n }\n}'
+
+
 def test_ddp_wrapping_on_cpu_gives_no_device_ids(monkeypatch):
     import d2imbalance.engine as engine
 
