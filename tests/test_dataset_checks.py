@@ -29,7 +29,8 @@ def _dataset(tmp_path, name, bbox=(1, 1, 5, 5), truncate=False, area=True):
     coco = {
         "images": [{"id": 1, "file_name": "1.jpg", "width": 50, "height": 40}],
         "annotations": [annotation],
-        "categories": [{"id": 1, "name": "a"}],
+        # The shapes configs' four classes, so that only the problem under test is found.
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(("circle", "square", "triangle", "star"))],
     }
     (root / "ann.json").write_text(json.dumps(coco))
     register_coco_instances(name, {}, str(root / "ann.json"), str(root))

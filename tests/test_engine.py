@@ -343,7 +343,28 @@ def test_eval_only_warns_only_without_weights(tmp_path):
     cfg = setup(args)
     del cfg.dataloader.evaluator
     do_eval_only(args, cfg)
-    assert "freshly initialised" not in (tmp_path / "resumed" / "log.txt").read_text()
+    log = (tmp_path / "resumed" / "log.txt").read_text()
+    assert "freshly initialised" not in log
+    assert f"tensors from {tmp_path / 'resumed' / 'model_final.pth'}" in log
+    # without --resume, the weights given win over the checkpoint in train.output_dir
+    args = default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py", "--eval-only", *_tiny,
+        f"train.init_checkpoint={tmp_path / 'm.pth'}", f"train.output_dir={tmp_path / 'resumed'}"])
+    cfg = setup(args)
+    del cfg.dataloader.evaluator
+    do_eval_only(args, cfg)
+    log = (tmp_path / "resumed" / "log.txt").read_text()
+    assert log.rsplit("tensors from ", 1)[1].startswith(f"{tmp_path / 'm.pth'}.")
+
+
+def test_eval_only_writes_readable_results_next_to_the_checkpoints(tmp_path, monkeypatch):
+    import d2imbalance.engine as engine
+
+    monkeypatch.setattr(engine, "do_test", lambda cfg, model: {"bbox": {"AP": 12.5}})
+    args = engine.default_argument_parser().parse_args([
+        "--config-file", "Baselines/retinanet_shapes.py", "--eval-only", f"train.output_dir={tmp_path}"])
+    assert engine.do_eval_only(args, engine.setup(args)) == {"bbox": {"AP": 12.5}}
+    assert (tmp_path / "eval_results.json").read_text() == '{\n "bbox": {\n  "AP": 12.5\n }\n}'
 
 
 def test_ddp_wrapping_on_cpu_gives_no_device_ids(monkeypatch):

@@ -105,19 +105,21 @@ BCE = [math.log(2.0), math.log(4.0 / 3.0)]  # -(.5 ln .5 + .5 ln .5) and -ln .75
         ("ce", {}, (BCE[0] + BCE[1]) / 2),  # Eq. 9
         ("l1", {}, (0.0 + 0.25) / 2),
         ("l2", {}, (0.0 + 0.0625) / 2),
-        (
-            "smooth_l1",
-            {"smooth_l1_beta": 1.0},
-            (0.5 * 0.0625) / 2,
-        ),  # |d| = .25 < beta: 0.5 d^2 / beta
+        ("smooth_l1", {}, (0.5 * 0.0625) / 2),  # default beta 1: |d| = .25 < beta, 0.5 d^2 / beta
         ("smooth_l1", {"smooth_l1_beta": 0.1}, (0.25 - 0.05) / 2),  # |d| >= beta: |d| - beta / 2
-        ("gfocal", {"gfocal_gamma": 2.0}, (0.0 * BCE[0] + 0.25**2 * BCE[1]) / 2),  # Eq. 13
+        ("gfocal", {}, (0.0 * BCE[0] + 0.25**2 * BCE[1]) / 2),  # Eq. 13, default gamma 2
         ("gfocal", {"gfocal_gamma": 0.0}, (BCE[0] + BCE[1]) / 2),  # gamma 0 is CE
-        # CE^w: one negative with logit 0 (BCE with target 0 = ln 2) at weight 1e-4
+        # CE^w: one negative with logit 0 (BCE with target 0 = ln 2) at the default weight 1e-4 ...
         (
             "ce_w",
-            {"neg_logits": torch.tensor([0.0]), "neg_weight": 1e-4},
+            {"neg_logits": torch.tensor([0.0])},
             (BCE[0] + BCE[1] + 1e-4 * math.log(2.0)) / 2,
+        ),
+        # ... and at 1e-3
+        (
+            "ce_w",
+            {"neg_logits": torch.tensor([0.0]), "neg_weight": 1e-3},
+            (BCE[0] + BCE[1] + 1e-3 * math.log(2.0)) / 2,
         ),
     ],
 )

@@ -289,6 +289,8 @@ def test_polygon_box_is_clipped_to_the_image():
     assert shapes._polygon_box(polygon, height=100, width=200).tolist() == [0.0, 0.0, 200.0, 100.0]
     polygon = np.array([[10.0, 20.0], [30.0, 25.0], [15.0, 40.0]])
     assert shapes._polygon_box(polygon, height=100, width=200).tolist() == [10.0, 20.0, 30.0, 40.0]
+    polygon = np.array([[-10.0, 5.0], [-2.0, 8.0], [-5.0, 20.0]])  # wholly left of the image: no width
+    assert shapes._polygon_box(polygon, height=100, width=200).tolist() == [0.0, 5.0, 0.0, 20.0]
 
 
 @pytest.mark.parametrize(
@@ -305,6 +307,7 @@ def test_polygon_box_is_clipped_to_the_image():
         ([0, 0, 10, 10], [0, 20, 10, 30], 0.0),  # disjoint in y only
         ([0, 0, 10, 10], [10, 0, 20, 10], 0.0),  # touching
         ([0, 0, 10, 10], [5, 5, 5, 9], 0.0),  # b has no area
+        ([0, 0, 1, 1], [0, 0, 1, 1], 1.0),  # one pixel each, the same pixel
     ],
 )
 def test_overlap_of_smaller(a, b, expected):
@@ -322,6 +325,8 @@ def test_backgrounds_are_grainy_noise_not_flat():
     step = np.abs(np.diff(image.astype(int), axis=1))
     assert 10 <= np.median(step) <= 13
     assert image.min() == 0 and 150 < np.percentile(image, 99) < 220
+    # Images smaller than the 32-px grid still get a (2 x 2-cell) noise background.
+    assert shapes._textured_background(16, 20, np.random.default_rng(0)).shape == (16, 20, 3)
 
 
 # ---------------------------------------------------------------- the spec
@@ -476,3 +481,11 @@ def test_generated_data_is_pinned_to_its_data_version():
         pytest.skip(f"pixel digest pinned for OpenCV {PINNED_PIXELS[0]}, this is {cv2.__version__}")
     pixels = hashlib.sha1(b"".join(arrays[name].tobytes() for name in sorted(arrays))).hexdigest()
     assert pixels == PINNED_PIXELS[1]
+
+
+# Mutation survivors, explained (mutate.py on d2imbalance/data/shapes.py, all 237 mutants):
+# - `rng.random() < spec.empty_fraction` -> `<=`: the draw is continuous; a tie has probability 2**-53.
+# - `np.asarray(spec.size_mix, dtype=np.float64)` -> no dtype: dividing by the sum gives float64 anyway.
+# - `angle + np.arange(n) * step` -> `angle - ...` for the square, triangle and star: the same vertices in
+#   the opposite order (each shape is symmetric under that reflection of indices), so fillPoly draws the
+#   same pixels; the pixel digest above does not change.
