@@ -297,6 +297,18 @@ def test_gathered_across_processes(recall_case, caplog, monkeypatch):
     assert "2 of 2 images" in caplog.text and "lowest score returned: 0.0150" in caplog.text
 
 
+def test_annotations_without_iscrowd_count():
+    """An annotation without an "iscrowd" key is an ordinary object (COCO's default 0)."""
+    anno = _anno([0, 0, 10, 10], 0)
+    del anno["iscrowd"]
+    _register("scb_no_crowd_key", [{"image_id": 1, "height": 50, "width": 50, "file_name": "n.jpg",
+                                    "annotations": [anno, _anno([20, 20, 30, 30], 0, crowd=1)]}])
+    ev = _evaluator("scb_no_crowd_key")
+    ev.process([{"image_id": 1}], [_instances((50, 50), [[0, 0, 10, 10]], [0.9], [0])])
+    res = ev.evaluate()["recall_by_size"]
+    assert (res["num_small"], res["recalled_small@0.3"]) == (1, 1)
+
+
 def test_no_ground_truth_reports_nothing(caplog):
     _register("scb_empty_case", [{"image_id": 1, "height": 50, "width": 50, "file_name": "e.jpg", "annotations": []}])
     ev = _evaluator("scb_empty_case")
@@ -401,3 +413,9 @@ def test_histogram_tool_end_to_end(tmp_path, capsys):
     tool.main(["--config-file", "Baselines/retinanet_shapes.py", "--dataset", "scb_hist_case",
                "--max-bin", "10", "--output", str(png), "--size-by", "original"])
     assert "| total | 6 | 4 | 2 | 0 |" in capsys.readouterr().out
+
+
+# Mutation survivors, explained (../shared/tools/mutate.py on d2imbalance/evaluation/recall_by_size.py):
+# * `dtype=torch.float32` / `dtype=torch.int64` dropped where the ground truth is read: torch.tensor
+#   infers int64 from integer boxes and ids, and every later use (box_iou on .float(), areas, class
+#   comparison) gives the same result for integer or float32 boxes, so these mutants are equivalent.
