@@ -566,6 +566,17 @@ def test_fig1_scatter_shows_score_against_iou(tmp_path):
     assert imread(path).shape[:2] == (600, 640)
 
 
+def test_table1_thresholds_are_strict():
+    """"cls>0.5" counts scores above 0.5: a box at exactly 0.5 (class score, fused score or IoU) is not
+    counted, one at 0.5 is counted by the 0.05 rows."""
+    from d2imbalance.analysis.misalignment import StagePredictions
+
+    half = np.array([0.5], dtype=np.float32)
+    counts = StagePredictions(cls=half, iou=half, fused=half).counts("s")
+    assert counts[("s", "cls>0.05")] == counts[("s", "fused>0.05")] == 1
+    assert counts[("s", "cls>0.5")] == counts[("s", "fused>0.5")] == counts[("s", "iou>0.5")] == 0
+
+
 def test_table1_image_without_objects_and_a_single_candidate():
     """No ground truth: no positive anchor and every IoU 0 (not an error). One ground truth and a
     single candidate [0,0,10,5] against [0,0,10,10]: IoU 50/100 = .5, not > .5; [0,0,10,8]: .8."""

@@ -297,6 +297,18 @@ def test_gathered_across_processes(recall_case, caplog, monkeypatch):
     assert "2 of 2 images" in caplog.text and "lowest score returned: 0.0150" in caplog.text
 
 
+def test_annotations_without_iscrowd_count():
+    """An annotation without an "iscrowd" key is an ordinary object (COCO's default 0)."""
+    anno = _anno([0, 0, 10, 10], 0)
+    del anno["iscrowd"]
+    _register("scb_no_crowd_key", [{"image_id": 1, "height": 50, "width": 50, "file_name": "n.jpg",
+                                    "annotations": [anno, _anno([20, 20, 30, 30], 0, crowd=1)]}])
+    ev = _evaluator("scb_no_crowd_key")
+    ev.process([{"image_id": 1}], [_instances((50, 50), [[0, 0, 10, 10]], [0.9], [0])])
+    res = ev.evaluate()["recall_by_size"]
+    assert (res["num_small"], res["recalled_small@0.3"]) == (1, 1)
+
+
 def test_no_ground_truth_reports_nothing(caplog):
     _register("scb_empty_case", [{"image_id": 1, "height": 50, "width": 50, "file_name": "e.jpg", "annotations": []}])
     ev = _evaluator("scb_empty_case")
@@ -374,6 +386,49 @@ def test_histogram_sizes_by_input_area_as_training_statistics():
         count_matches(_fake_model(), _hist_dicts(), size_by="resized")
 
 
+def test_count_matches_feature_maps_and_edge_cases():
+    """Anchors come from feature maps of the padded input, ceil(padded / stride): a 50x70 image with
+    size divisibility 32 is padded to 64x96, so the stride-16 map is 4x6; resized to a 100 px short edge
+    (100x140, padded 128x160) it is 8x10; with divisibility 0 nothing is padded (ceil(50/16) x
+    ceil(70/16) = 4x5). An R-CNN's RPN gives the same counts as the RetinaNet-like model; a model with
+    neither is refused; no annotation at all gives empty int64 / float arrays."""
+    from detectron2.layers import ShapeSpec
+
+    from d2imbalance.analysis.anchor_matches import count_matches, match_histogram
+
+    dicts = [{"image_id": 1, "height": 50, "width": 70, "file_name": "y.jpg",
+              "annotations": [{k: v for k, v in _anno([8, 8, 40, 40], 0).items() if k != "iscrowd"}]}]
+
+    def maps(model, **kw):
+        seen, generator = [], model.anchor_generator
+        model.anchor_generator = lambda feats: seen.append([tuple(f.shape[-2:]) for f in feats]) or generator(feats)
+        counts, areas = count_matches(model, dicts, **kw)
+        assert areas.dtype.kind == "f" and len(counts) == 1  # the annotation without "iscrowd" counts
+        return seen[0][0], counts
+
+    assert maps(_fake_model())[0] == (4, 6)
+    assert maps(_fake_model(), short_edge=100)[0] == (8, 10)  # max_size defaults to no limit
+    flat = _fake_model()
+    flat.backbone = SimpleNamespace(output_shape=lambda: {"p4": ShapeSpec(channels=1, stride=16)}, size_divisibility=0)
+    assert maps(flat)[0] == (4, 5)
+
+    retina = _fake_model()
+    rcnn = SimpleNamespace(backbone=retina.backbone, proposal_generator=SimpleNamespace(
+        anchor_generator=retina.anchor_generator, anchor_matcher=retina.anchor_matcher, in_features=["p4"]))
+    assert count_matches(rcnn, _hist_dicts())[0].tolist() == count_matches(retina, _hist_dicts())[0].tolist()
+    for broken in (SimpleNamespace(backbone=retina.backbone, anchor_generator=retina.anchor_generator),
+                   SimpleNamespace(backbone=retina.backbone, anchor_matcher=retina.anchor_matcher),
+                   SimpleNamespace(backbone=retina.backbone, proposal_generator=SimpleNamespace(
+                       anchor_generator=retina.anchor_generator))):
+        with pytest.raises(ValueError, match="no anchor matching"):
+            count_matches(broken, _hist_dicts())
+    counts, areas = count_matches(retina, [{"image_id": 2, "height": 8, "width": 8, "annotations": []}])
+    assert (counts.dtype, areas.dtype, len(counts), len(areas)) == (np.int64, np.float32, 0, 0)
+    hist = match_histogram(np.array([0, 25]), np.array([10.0, 10.0]))  # default: bins 0..19 and >= 20
+    assert len(hist["all"]) == 21 and hist["small"][[0, 20]].tolist() == [1, 1]
+    assert match_histogram(np.array([0, 3]), np.array([10.0, 10.0]), max_bin=1)["all"].tolist() == [1, 1]
+
+
 def test_histogram_tool_end_to_end(tmp_path, capsys):
     """The CLI on a real config (shapes RetinaNet, test resize to a 256 px short edge: 4x) and a
     registered COCO-format-like dataset. Sizes by input area (default): a 16384 and c 65536 large,
@@ -401,3 +456,9 @@ def test_histogram_tool_end_to_end(tmp_path, capsys):
     tool.main(["--config-file", "Baselines/retinanet_shapes.py", "--dataset", "scb_hist_case",
                "--max-bin", "10", "--output", str(png), "--size-by", "original"])
     assert "| total | 6 | 4 | 2 | 0 |" in capsys.readouterr().out
+
+
+# Mutation survivors, explained (../shared/tools/mutate.py on d2imbalance/evaluation/recall_by_size.py):
+# * `dtype=torch.float32` / `dtype=torch.int64` dropped where the ground truth is read: torch.tensor
+#   infers int64 from integer boxes and ids, and every later use (box_iou on .float(), areas, class
+#   comparison) gives the same result for integer or float32 boxes, so these mutants are equivalent.

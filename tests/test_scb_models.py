@@ -899,7 +899,9 @@ def test_recall_configs_turn_the_model_nms_off_and_tell_the_evaluator(d2, path):
         assert p.test_topk_per_image >= proposals * model.roi_heads.num_classes
         override = "model.roi_heads.box_predictor.test_nms_thresh=0.5"
     assert settings == (ev.model_score_thresh, ev.model_nms_thresh, ev.model_max_dets)
-    assert settings[:2] == (min(ev.score_thresholds), 1.0)
+    assert settings[:2] == (min(ev.score_thresholds), 1.0) and ev.size_by == "original"
+    by_input = LazyConfig.apply_overrides(cfg, ["dataloader.evaluator.size_by=input"])
+    assert instantiate(by_input.dataloader.evaluator).size_by == "input"
     cfg = LazyConfig.apply_overrides(cfg, [override])
     with pytest.raises(ValueError, match="applies its own NMS"):
         instantiate(cfg.dataloader.evaluator)

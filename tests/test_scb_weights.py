@@ -199,3 +199,8 @@ def test_recorded_labels_survive_in_place_edits_by_the_caller():
         labels[1:3] = -1  # subsampling drops two positives
     assert matches[0][1].tolist() == [1, 1, 1, 0] and o.labels.tolist() == [1, -1, -1, 0]
     assert match_counts(matches[0][0], matches[0][1], 1).tolist() == [3]
+
+
+# Mutation survivors, explained (../shared/tools/mutate.py on scale_balanced/weights.py):
+# * `m.clamp(min=1.0)` -> `min=0.0` in weight_from_count: the clamp only keeps the formula finite for
+#   M = 0, whose value torch.where then replaces by 0 either way, so the mutant is equivalent.

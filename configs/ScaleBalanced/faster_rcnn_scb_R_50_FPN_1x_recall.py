@@ -20,6 +20,7 @@ model.roi_heads.box_predictor.test_topk_per_image = 80000  # no cap: 1000 test p
 
 dataloader.evaluator = L(RecallBySizeEvaluator)(
     dataset_name="${..test.dataset.names}",
+    size_by="original",  # box areas in the dataset's image, as COCO; "input": in the network's input
     model_score_thresh="${...model.roi_heads.box_predictor.test_score_thresh}",
     model_nms_thresh="${...model.roi_heads.box_predictor.test_nms_thresh}",
     model_max_dets="${...model.roi_heads.box_predictor.test_topk_per_image}",

@@ -20,6 +20,7 @@ model.max_detections_per_image = 5000  # no cap: 1000 candidates x 5 levels
 
 dataloader.evaluator = L(RecallBySizeEvaluator)(
     dataset_name="${..test.dataset.names}",
+    size_by="original",  # box areas in the dataset's image, as COCO; "input": in the network's input
     model_score_thresh="${...model.test_score_thresh}",
     model_nms_thresh="${...model.test_nms_thresh}",
     model_max_dets="${...model.max_detections_per_image}",

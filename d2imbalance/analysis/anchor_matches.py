@@ -86,7 +86,7 @@ def count_matches(
     if size_by not in ("input", "original"):
         raise ValueError(f"size_by={size_by!r} must be 'input' (as the training statistics) or 'original'.")
     anchor_generator, matcher, in_features = anchor_matching_parts(model)
-    div = max(int(getattr(model.backbone, "size_divisibility", 0) or 0), 1)
+    div = max(model.backbone.size_divisibility, 1)  # 0: no padding
     cache: Dict[Tuple[int, int], Boxes] = {}
     counts, areas = [], []
     for d in dataset_dicts:

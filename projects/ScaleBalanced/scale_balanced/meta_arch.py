@@ -163,11 +163,12 @@ class RetinaNetSCB(RetinaNet):
         else:
             normalizer = num_pos_normalizer
 
+        logits = cat(pred_logits, dim=1)[valid_mask]
         # Drop the background column of the one-hot targets, as RetinaNet does.
         targets = F.one_hot(gt_labels[valid_mask], num_classes=self.num_classes + 1)[:, :-1]
         loss_cls = weighted_focal_loss(
-            cat(pred_logits, dim=1)[valid_mask],
-            targets.to(pred_logits[0].dtype),
+            logits,
+            targets.to(logits.dtype),
             weights[valid_mask],
             alpha=self.focal_loss_alpha,
             gamma=self.focal_loss_gamma,

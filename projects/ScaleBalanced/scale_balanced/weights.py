@@ -86,7 +86,7 @@ def match_counts(matched_idxs: Tensor, labels: Tensor, num_gt: int) -> Tensor:
     assert matched_idxs.shape == labels.shape and matched_idxs.dim() == 1, (
         f"matched_idxs {tuple(matched_idxs.shape)} and labels {tuple(labels.shape)} must both be (R,)"
     )
-    counts = torch.zeros(num_gt, dtype=torch.int64, device=matched_idxs.device)
+    counts = matched_idxs.new_zeros(num_gt)  # int64, as the matcher's indices
     if num_gt == 0:
         return counts
     return counts.scatter_add_(0, matched_idxs, (labels == 1).to(torch.int64))
