@@ -11,6 +11,7 @@ next to the checkpoints.
 import json
 import logging
 import os
+import time
 
 import torch
 
@@ -42,7 +43,7 @@ from .lr_scaling import lr_scaling_warning  # noqa: E402
 from .model_zoo import get_config_file  # noqa: E402
 from .overrides import apply_overrides  # noqa: E402
 from .resume import RunRecord, build_resumable_train_loader, data_stream_start, max_iter_change  # noqa: E402
-from .threads import available_cores, choose_cpu_threads  # noqa: E402
+from .threads import ThreadTuner, available_cores, choose_cpu_threads, thread_candidates  # noqa: E402
 
 logger = logging.getLogger("d2imbalance")
 
@@ -75,7 +76,13 @@ def setup(args):
             os.environ, available_cores(), loader.get("num_workers", 0), comm.get_local_size()
         )
         torch.set_num_threads(threads)
-        logger.info(f"CPU: {threads} torch thread(s) per process ({why}).")
+        candidates = [] if args.eval_only else thread_candidates(
+            os.environ, available_cores(), loader.get("num_workers", 0), comm.get_local_size()
+        )
+        timing = f"; training times {' and '.join(map(str, candidates))} threads and keeps the faster" if len(
+            candidates
+        ) > 1 else ""
+        logger.info(f"CPU: {threads} torch thread(s) per process ({why}){timing}.")
     warning = lr_scaling_warning(
         cfg.optimizer.lr,
         cfg.dataloader.train.total_batch_size,
@@ -228,6 +235,38 @@ def wrap_ddp(model, device: str, ddp_cfg):
     return create_ddp_model(model, **kwargs)
 
 
+class CPUThreadTuning(hooks.HookBase):
+    """Sets torch's thread count from a :class:`ThreadTuner` timing the training steps (CPU runs)."""
+
+    def __init__(self, tuner: ThreadTuner):
+        self.tuner = tuner
+        self._start = 0.0
+
+    def before_train(self):
+        torch.set_num_threads(self.tuner.threads)
+
+    def before_step(self):
+        self._start = time.perf_counter()
+
+    def after_step(self):
+        threads = self.tuner.record(time.perf_counter() - self._start)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        if self.tuner.decided:
+            logger.info(f"CPU threads: {self.tuner.summary()}.")
+        self.trainer.storage.put_scalar("cpu/torch_threads", threads, smoothing_hint=False)
+
+
+def cpu_thread_tuning(cfg):
+    """The thread-timing hook of a CPU run, or None (GPU, OMP_NUM_THREADS set, one candidate)."""
+    if cfg.train.device != "cpu":
+        return None
+    candidates = thread_candidates(
+        os.environ, available_cores(), cfg.dataloader.train.get("num_workers", 0), comm.get_local_size()
+    )
+    return CPUThreadTuning(ThreadTuner(candidates)) if len(candidates) > 1 else None
+
+
 def do_train(args, cfg):
     model = instantiate(cfg.model)
     logger.info(f"Model:\n{model}")
@@ -245,6 +284,7 @@ def do_train(args, cfg):
     trainer.register_hooks(
         [
             hooks.IterationTimer(),
+            cpu_thread_tuning(cfg),  # before the eval and checkpoint hooks: it times the step alone
             hooks.LRScheduler(scheduler=lr_multiplier),
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),

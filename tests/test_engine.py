@@ -212,6 +212,85 @@ def test_cpu_threads_leave_a_core_to_each_data_loader_worker_and_respect_omp_num
             choose_cpu_threads({"OMP_NUM_THREADS": bad}, cores=2, num_workers=1)
 
 
+def test_thread_candidates_are_the_safe_start_and_the_whole_share():
+    from d2imbalance.threads import thread_candidates
+
+    assert thread_candidates({}, cores=2, num_workers=1) == [1, 2]
+    assert thread_candidates({}, cores=2, num_workers=0) == [2]  # nothing to time
+    assert thread_candidates({}, cores=16, num_workers=4, processes=2) == [4, 8]
+    assert thread_candidates({}, cores=1, num_workers=2) == [1]
+    assert thread_candidates({"OMP_NUM_THREADS": "2"}, cores=8, num_workers=1) == []
+
+
+def test_thread_tuner_times_each_candidate_keeps_the_fastest_and_checks_again():
+    """warmup 2, trials 3, period 4 over candidates {1, 2}: steps 1-2 warm up at 1 thread, 3-5 are timed
+    at 1 (medians 1.0), 6-8 at 2 (median 0.5): 2 wins. Four steps later a new round: 1 thread now
+    times 1.0, 2 threads 3.0 (another process took a core): back to 1."""
+    from d2imbalance.threads import ThreadTuner
+
+    tuner = ThreadTuner([2, 1, 2], warmup=2, trials=3, period=4)
+    assert tuner.candidates == [1, 2] and tuner.threads == 1
+    answers = [tuner.record(s) for s in (9.0, 9.0, 1.0, 0.9, 1.1, 0.5, 0.4, 7.0)]
+    assert answers == [1, 1, 1, 1, 2, 2, 2, 2] and tuner.decided
+    assert tuner.last_round == {1: 1.0, 2: 0.5}
+    assert tuner.summary() == "timed 1 thread(s) 1.000 s/step, 2 thread(s) 0.500 s/step; using 2 until the next check in 4 steps"
+    answers = [tuner.record(s) for s in (0.5, 0.5, 0.5)]
+    assert answers == [2, 2, 2] and not tuner.decided
+    assert tuner.record(0.5) == 1  # the period is over: time 1 thread first
+    answers = [tuner.record(s) for s in (1.0, 1.0, 1.0, 3.0, 3.0, 3.0)]
+    assert answers == [1, 1, 2, 2, 2, 1] and tuner.last_round == {1: 1.0, 2: 3.0}
+    single = ThreadTuner([3], warmup=0)
+    assert [single.record(1.0) for _ in range(20)] == [3] * 20 and not single.decided
+    for bad in (dict(candidates=[]), dict(candidates=[0, 1]), dict(candidates=[1], trials=0), dict(candidates=[1], period=0)):
+        with pytest.raises(ValueError, match="candidates=|trials=|period="):
+            ThreadTuner(**bad)
+
+
+def test_cpu_thread_tuning_hook_sets_torch_threads_and_logs_the_round(monkeypatch, caplog):
+    """The hook times each step (fake clock: 1 thread 2 s, 2 threads 1 s), sets torch's count from the
+    tuner and logs the decision; a GPU run, OMP_NUM_THREADS or a single candidate get no hook."""
+    import logging
+    from types import SimpleNamespace
+
+    import torch
+
+    import d2imbalance.engine as engine
+    from d2imbalance.threads import ThreadTuner
+
+    clock = [0.0]
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: clock[0])
+    hook = engine.CPUThreadTuning(ThreadTuner([1, 2], warmup=1, trials=2, period=100))
+    scalars = []
+    hook.trainer = SimpleNamespace(storage=SimpleNamespace(put_scalar=lambda k, v, **kw: scalars.append((k, v))))
+    before = torch.get_num_threads()
+    try:
+        hook.before_train()
+        assert torch.get_num_threads() == 1
+        seen = []
+        with caplog.at_level(logging.INFO, logger="d2imbalance"):
+            for _ in range(5):
+                hook.before_step()
+                clock[0] += 2.0 / torch.get_num_threads()
+                hook.after_step()
+                seen.append(torch.get_num_threads())
+        assert seen == [1, 1, 2, 2, 2]
+        assert scalars == [("cpu/torch_threads", t) for t in seen]
+        assert "CPU threads: timed 1 thread(s) 2.000 s/step, 2 thread(s) 1.000 s/step; using 2" in caplog.text
+    finally:
+        torch.set_num_threads(before)
+
+    def cfg(device, workers=1):
+        return SimpleNamespace(train=SimpleNamespace(device=device), dataloader=SimpleNamespace(train={"num_workers": workers}))
+
+    monkeypatch.setattr(engine, "available_cores", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert engine.cpu_thread_tuning(cfg("cpu")).tuner.candidates == [3, 4]
+    assert engine.cpu_thread_tuning(cfg("cpu", workers=0)) is None
+    assert engine.cpu_thread_tuning(cfg("cuda")) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert engine.cpu_thread_tuning(cfg("cpu")) is None
+
+
 def test_available_cores_is_the_affinity_where_there_is_one(monkeypatch):
     import os
 
@@ -244,7 +323,9 @@ def test_setup_sets_and_logs_the_cpu_thread_count(tmp_path, monkeypatch):
             engine.setup(engine.default_argument_parser().parse_args(
                 ["--config-file", "Baselines/retinanet_shapes.py", *extra, f"train.output_dir={out}"]))
             assert torch.get_num_threads() == expected
-            assert f"CPU: {expected} torch thread(s) per process (3 usable cores / 1 process(es)" in (out / "log.txt").read_text()
+            log = (out / "log.txt").read_text()
+            assert f"CPU: {expected} torch thread(s) per process (3 usable cores / 1 process(es)" in log
+            assert ("training times 2 and 3 threads and keeps the faster" in log) == (expected == 2)
     finally:
         torch.set_num_threads(before)
 
