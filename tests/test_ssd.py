@@ -3,6 +3,7 @@ the VGG backbone and its torchvision converter, and the SSD configs.
 
 Pure-torch tests (ssd_ops) carry no marker; tests that need detectron2 are marked.
 """
+
 import math
 import subprocess
 import sys
@@ -46,6 +47,8 @@ def test_prior_sizes_are_the_caffe_recipes():
     lo, hi = ssd_prior_sizes(512, 7, 10, 90, (4, 10))
     assert lo == pytest.approx([20.48, 51.2, 133.12, 215.04, 296.96, 378.88, 460.8])
     assert hi == pytest.approx([51.2, 133.12, 215.04, 296.96, 378.88, 460.8, 542.72])
+    # 3 maps: step 70, ratios 20 and 90.
+    assert ssd_prior_sizes(300, 3, 20, 90, (10, 20)) == ([30.0, 60.0, 270.0], [60.0, 270.0, 480.0])
     with pytest.raises(ValueError, match="at least 3 feature maps"):
         ssd_prior_sizes(300, 2, 20, 90, (10, 20))
 
@@ -62,6 +65,7 @@ def test_cell_anchors_square_extra_square_and_ratio_boxes_in_caffe_order():
     widths, heights = six[:, 2] - six[:, 0], six[:, 3] - six[:, 1]
     assert torch.allclose(widths / heights, torch.tensor([1.0, 1.0, 2.0, 0.5, 3.0, 1 / 3.0]))
     assert torch.allclose((widths * heights)[2:], torch.full((4,), 3600.0))  # ratio boxes keep area s^2
+    assert ssd_cell_anchors(30.0, 30.0, []).tolist() == [[-15.0, -15.0, 15.0, 15.0]] * 2
     with pytest.raises(ValueError, match="min_size <= max_size"):
         ssd_cell_anchors(60.0, 30.0, [2])
     with pytest.raises(ValueError, match="min_size <= max_size"):
@@ -84,6 +88,7 @@ def test_each_ground_truths_best_prior_is_forced_and_owned_by_it():
     the forced match gives prior 1 to gt 1. Prior 0 (0.9) stays gt 0's."""
     iou = torch.tensor([[0.9, 0.6, 0.0], [0.1, 0.3, 0.2]])
     assert match_priors(iou).tolist() == [0, 1, -1]
+    assert match_priors(iou.flip(0)).tolist() == [1, 0, -1]  # the same with the small object first
 
 
 def test_shared_best_prior_goes_to_the_last_ground_truth_and_ties_take_the_first_prior():
@@ -126,6 +131,22 @@ def test_hard_negative_quota_is_the_floor_of_ratio_times_positives():
     assert hard_negative_mask(losses, pos, 1.5).nonzero()[:, 1].tolist() == [3, 5, 7, 8]
     assert hard_negative_mask(losses, pos, 1.0).nonzero()[:, 1].tolist() == [3, 5, 7]
     assert not hard_negative_mask(losses, torch.zeros_like(pos)).any()
+
+
+def test_mining_partially_sorts_the_batch_once(monkeypatch):
+    """One topk call over the whole (N, R) batch, no full sort: the issue's "sort every prior at most once"."""
+    calls = []
+    for name in ("topk", "sort", "argsort"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(
+            torch.Tensor,
+            name,
+            lambda self, *a, _o=original, _n=name, **k: calls.append((_n, self.shape)) or _o(self, *a, **k),
+        )
+    losses = torch.rand(4, 100)
+    pos = torch.rand(4, 100) > 0.9
+    hard_negative_mask(losses, pos)
+    assert calls == [("topk", (4, 100))]
 
 
 # ----------------------------------------------------------------------------- the multibox loss
@@ -187,6 +208,9 @@ def test_multibox_loss_is_divided_by_the_batch_positives():
     assert loss_cls.item() == pytest.approx(expected / 2, rel=1e-5)
     assert loss_box.item() == pytest.approx((1.63 + 0.5) / 2, rel=1e-5)
     assert (num_pos, num_neg) == (2, 6)
+    bw = torch.ones(2, 6)
+    bw[0, 0] = 3.0  # each positive's own factor
+    assert multibox_loss(logits, labels, pred, gt, box_weights=bw)[1].item() == pytest.approx((3 * 1.63 + 0.5) / 2)
 
 
 def test_multibox_loss_without_positives_is_exactly_zero_with_zero_gradients():
@@ -459,13 +483,19 @@ def test_inconsistent_head_is_refused():
 
     model = _tiny_ssd()
     base = dict(
-        backbone=model.backbone, anchor_generator=model.anchor_generator, num_classes=2, pixel_mean=[0] * 3, pixel_std=[1] * 3
+        backbone=model.backbone,
+        anchor_generator=model.anchor_generator,
+        num_classes=2,
+        pixel_mean=[0] * 3,
+        pixel_std=[1] * 3,
     )
     channels = [ShapeSpec(channels=s.channels) for s in model.backbone.output_shape().values()]
     with pytest.raises(ValueError, match="boxes per location"):
         SSD(head=SSDHead(input_shape=channels, num_classes=2, num_anchors=[6] * 6), **base)
     with pytest.raises(ValueError, match="set head.input_shape"):
-        SSD(head=SSDHead(input_shape=[ShapeSpec(channels=8)] * 6, num_classes=2, num_anchors=[4, 6, 6, 6, 4, 4]), **base)
+        SSD(
+            head=SSDHead(input_shape=[ShapeSpec(channels=8)] * 6, num_classes=2, num_anchors=[4, 6, 6, 6, 4, 4]), **base
+        )
     with pytest.raises(ValueError, match="6 feature maps in input_shape but 5"):
         SSDHead(input_shape=channels, num_classes=2, num_anchors=[4] * 5)
 
@@ -568,11 +598,12 @@ def test_backbone_norm_switch_and_errors():
     assert plain.conv1_1.norm is None and plain.conv1_1.bias is not None
     bn = SSDVGG(width_ratio=1 / 16, norm="BN")
     assert isinstance(bn.conv1_1.norm, torch.nn.BatchNorm2d) and bn.conv1_1.bias is None
-    assert isinstance(bn.conv9_2.norm, torch.nn.BatchNorm2d)
+    assert isinstance(bn.fc7.norm, torch.nn.BatchNorm2d) and bn.conv9_2.norm is None  # extras: no norm
+    assert bn.conv9_2.bias is not None and not bn.conv9_2.bias.any()
     gn = SSDVGG(width_ratio=0.5, norm="GN")  # 16 groups of 2 (conv1_1) ... 32 (fc7) channels, as at width 1
     assert isinstance(gn.fc7.norm, torch.nn.GroupNorm) and gn.fc7.norm.num_groups == 16 and gn.fc7.bias is None
     assert SSDVGG(width_ratio=0.125, norm="GN").conv1_1.norm.num_groups == 4
-    assert SSDVGG(input_size=512, width_ratio=1 / 16, norm="GN").conv10_2.norm.num_groups == 2
+    assert SSDVGG(input_size=512, width_ratio=1 / 16, norm="GN").conv5_3.norm.num_groups == 2
     with pytest.raises(ValueError, match=r"32 \* width_ratio = 3.2 groups"):
         SSDVGG(width_ratio=0.1, norm="GN")
     with pytest.raises(ValueError, match="use 300 or 512"):
@@ -713,7 +744,7 @@ def test_ssd_configs_follow_the_recipes(name):
         for it, value in [(0, 1.0), (steps[0] - 1, 1.0), (steps[0], 0.1), (steps[1], 0.01)]:
             assert schedule(it / cfg.train.max_iter) == pytest.approx(value)
     else:
-        assert cfg.model.backbone.norm == "GN" and cfg.model.backbone.width_ratio == 0.125
+        assert cfg.model.backbone.norm == "BN" and cfg.model.backbone.width_ratio == 0.125
         assert cfg.train.init_checkpoint == ""
 
 

@@ -1,5 +1,6 @@
 """SSD's data pipeline: the augmentations (d2imbalance.data.ssd_augmentation), the box-passing mapper and
 VOC's "difficult" objects (d2imbalance.data.voc)."""
+
 import os
 
 import numpy as np
@@ -58,7 +59,7 @@ def test_photometric_distortion_draws_each_step_with_its_probability_in_caffes_o
     kinds = [type(t).__name__ for t in tfm.transforms]
     assert kinds == ["BlendTransform", "BlendTransform", "HSVTransform"]
     assert tfm.apply_image(image).tolist() == [[[255, 255, 255]]]
-    _scripted(monkeypatch, rand=[0.1, 0.7, 0.3, 0.4, 0.9, 0.9], uniform=[30.0, 1.5, 0.0])
+    _scripted(monkeypatch, rand=[0.1, 0.5, 0.3, 0.4, 0.9, 0.9], uniform=[30.0, 1.5, 0.0])  # 0.5: not < 0.5
     tfm = distortion.get_transform(image)
     assert [type(t).__name__ for t in tfm.transforms] == ["BlendTransform", "HSVTransform", "BlendTransform"]
     assert tfm.apply_image(image).tolist() == [[[195, 195, 195]]]
@@ -80,8 +81,9 @@ def test_photometric_ranges_reach_the_draws(aug, monkeypatch):
     seen = []
     monkeypatch.setattr(np.random, "rand", lambda: 0.0)
     monkeypatch.setattr(np.random, "uniform", lambda lo, hi: seen.append((lo, hi)) or lo)
-    aug.SSDPhotometricDistortion(16, (0.7, 1.3), (0.6, 1.4), 9).get_transform(np.zeros((2, 2, 3), np.uint8))
+    tfm = aug.SSDPhotometricDistortion(16, (0.7, 1.3), (0.6, 1.4), 9).get_transform(np.zeros((2, 2, 3), np.uint8))
     assert seen == [(-16, 16), (0.7, 1.3), (0.6, 1.4), (-9, 9)]
+    assert len(tfm.transforms) == 3  # channel_swap_prob 0: never, even when rand() draws 0
 
 
 def test_photometric_needs_uint8_colour_images(aug):
@@ -104,7 +106,11 @@ def test_fill_pad_transform_by_hand(aug):
     out = tfm.apply_image(np.full((10, 20, 3), 7, np.uint8))
     assert out.shape == (16, 28, 3)
     assert out[0, 0].tolist() == [124, 116, 104] and out[15, 27].tolist() == [124, 116, 104]
-    assert out[2, 3].tolist() == [7, 7, 7] and out[11, 22].tolist() == [7, 7, 7] and out[12, 22].tolist() == [124, 116, 104]
+    assert (
+        out[2, 3].tolist() == [7, 7, 7]
+        and out[11, 22].tolist() == [7, 7, 7]
+        and out[12, 22].tolist() == [124, 116, 104]
+    )
     assert out[11, 23].tolist() == [124, 116, 104] and out[1, 3].tolist() == [124, 116, 104]
     assert tfm.apply_box(np.array([[0.0, 0.0, 20.0, 10.0]])).tolist() == [[3.0, 2.0, 23.0, 12.0]]
 
@@ -123,6 +129,8 @@ def test_zoom_out_places_the_image_and_its_boxes_together(aug, monkeypatch):
     assert np.array_equal(out[4:12, 19:29], image[1:9, 2:12])
     with pytest.raises(ValueError, match="must be >= 1"):
         aug.ZoomOut(max_ratio=0.5)
+    _scripted(monkeypatch, rand=[], uniform=[1.0, 0.0, 0.0])
+    assert aug.ZoomOut(max_ratio=1.0).get_transform(image).apply_image(image).shape == image.shape
 
 
 def test_zoom_out_ratio_range(aug, monkeypatch):
@@ -266,13 +274,18 @@ def test_config_train_mapper_gives_300x300_images_with_consistent_boxes(tmp_path
 
 # ----------------------------------------------------------------------------- VOC difficult objects
 def _fake_voc(root, name):
-    """VOC2007-style folder: image 000001 with a dog and a difficult cat, 000002 with a difficult cat only."""
+    """VOC2007-style folder: image 000001 with a dog and a difficult cat, 000002 with a difficult cat only,
+    000003 with no object."""
     from detectron2.data import MetadataCatalog
     from detectron2.data.datasets import register_pascal_voc
 
     for sub in ("Annotations", "ImageSets/Main", "JPEGImages"):
         os.makedirs(root / sub, exist_ok=True)
-    objects = {"000001": [("dog", 0, (11, 21, 40, 50)), ("cat", 1, (5, 5, 20, 20))], "000002": [("cat", 1, (1, 1, 30, 30))]}
+    objects = {
+        "000001": [("dog", 0, (11, 21, 40, 50)), ("cat", 1, (5, 5, 20, 20))],
+        "000002": [("cat", 1, (1, 1, 30, 30))],
+        "000003": [],
+    }
     for image_id, objs in objects.items():
         _write_image(root / "JPEGImages" / f"{image_id}.jpg", 60, 80)
         xml = "".join(
@@ -283,7 +296,7 @@ def _fake_voc(root, name):
         (root / "Annotations" / f"{image_id}.xml").write_text(
             f"<annotation><size><width>80</width><height>60</height></size>{xml}</annotation>"
         )
-    (root / "ImageSets" / "Main" / "trainval.txt").write_text("000001\n000002\n")
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("000001\n000002\n000003\n")
     if name not in MetadataCatalog.list():
         register_pascal_voc(name, str(root), "trainval", 2007)
 
@@ -294,13 +307,16 @@ def test_voc_difficult_objects_are_excluded_from_training_targets(tmp_path):
 
     _fake_voc(tmp_path, "voc_fake_ssd_trainval")
     dicts = voc_detection_dataset_dicts("voc_fake_ssd_trainval")
-    assert [d["image_id"] for d in dicts] == ["000001"]  # 000002 has only a difficult object
-    assert [(a["category_id"], a["iscrowd"], a["difficult"]) for a in dicts[0]["annotations"]] == [(11, 0, 0), (7, 1, 1)]
+    assert [d["image_id"] for d in dicts] == ["000001"]  # 000002 has only a difficult object, 000003 none
+    assert [(a["category_id"], a["iscrowd"], a["difficult"]) for a in dicts[0]["annotations"]] == [
+        (11, 0, 0),
+        (7, 1, 1),
+    ]
     out = SSDDatasetMapper(is_train=True, augmentations=[], image_format="RGB")(dicts[0])
     assert out["instances"].gt_classes.tolist() == [11]  # the dog; detectron2's VOC boxes are 0-based
     assert out["instances"].gt_boxes.tensor.tolist() == [[10.0, 20.0, 40.0, 50.0]]
     kept = voc_detection_dataset_dicts("voc_fake_ssd_trainval", filter_empty=False)
-    assert [d["image_id"] for d in kept] == ["000001", "000002"] and kept[1]["annotations"][0]["iscrowd"] == 1
+    assert [d["image_id"] for d in kept] == ["000001", "000002", "000003"] and kept[1]["annotations"][0]["iscrowd"] == 1
     included = voc_detection_dataset_dicts(["voc_fake_ssd_trainval"], difficult="include")
     assert len(included) == 2 and all("iscrowd" not in a for d in included for a in d["annotations"])
     with pytest.raises(ValueError, match="difficult='ignore'; use one of"):

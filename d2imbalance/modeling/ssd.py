@@ -147,7 +147,9 @@ class SSD(DenseDetector):
         """
         Args:
             backbone: e.g. :class:`~.vgg.SSDVGG`; its ``padding_constraints`` give the input size.
-            head: e.g. :class:`SSDHead`, returning per-map logits (K + 1 per box) and deltas.
+            head: an :class:`SSDHead` (or a module with its ``num_anchors`` and ``cls_score``, checked
+                against the anchor generator and the backbone), returning per-map logits (K + 1 per
+                box) and deltas.
             head_in_features: backbone outputs fed to the head; default all, by increasing stride.
             anchor_generator: the default boxes; its boxes per location must equal the head's.
             box2box_transform: default ``Box2BoxTransform(SSD_BOX_WEIGHTS)`` (variances 0.1, 0.2).
@@ -189,7 +191,7 @@ class SSD(DenseDetector):
         self.input_format = input_format
 
     def preprocess_image(self, batched_inputs: List[Dict[str, Tensor]]) -> ImageList:
-        size = self.backbone.padding_constraints.get("square_size", 0)
+        size = self.backbone.padding_constraints.get("square_size")
         for x in batched_inputs:
             if size and max(x["image"].shape[-2:]) > size:
                 raise ValueError(

@@ -8,8 +8,8 @@ normalisation with a learnable per-channel scale (init 20) on conv4_3, then the 
     SSD300: conv6_2 10x10, conv7_2 5x5, conv8_2 3x3, conv9_2 1x1   (6 maps with conv4_3 38x38, fc7 19x19)
     SSD512: conv6_2 .. conv9_2 16, 8, 4, 2, conv10_2 1x1          (7 maps with conv4_3 64x64, fc7 32x32)
 
-``width_ratio`` and ``norm`` shrink the network and add BatchNorm/GroupNorm for from-scratch demos;
-the defaults are the paper's network.
+``width_ratio`` and ``norm`` shrink the network and add BatchNorm/GroupNorm to VGG16 for from-scratch
+demos; the defaults are the paper's network.
 
 Warm start: ``train.init_checkpoint = "torchvision-vgg16://IMAGENET1K_V1"`` downloads torchvision's
 ImageNet VGG16 once, converts it (:func:`convert_torchvision_vgg16`) and caches the result under
@@ -77,9 +77,9 @@ class SSDVGG(Backbone):
             input_size: 300 (SSD300: 6 output maps) or 512 (SSD512: 7 output maps).
             width_ratio: multiplies every layer's channel count (1 = the paper's VGG16).
             norm: "" (the paper), or a detectron2 norm ("BN", "GN", "SyncBN", ...) after every
-                convolution of the backbone, for training from scratch. "GN" has 32 * width_ratio groups:
-                the full network's 32 groups, each as many channels wide as at width 1 (4 groups at
-                width 1/8), so width_ratio must be a multiple of 1/32.
+                convolution of VGG16 (conv1_1 ... fc7), for training from scratch. "GN" has
+                32 * width_ratio groups: the full network's 32, each as many channels wide as at width 1
+                (4 groups at width 1/8), so width_ratio must be a multiple of 1/32.
             l2norm_scale: initial scale of the conv4_3 L2 normalisation.
         """
         super().__init__()
@@ -101,10 +101,10 @@ class SSDVGG(Backbone):
                 )
             norm = functools.partial(nn.GroupNorm, int(groups))
 
-        def conv(name, cin, cout, kernel, stride=1, padding=0, dilation=1):
+        def conv(name, cin, cout, kernel, stride=1, padding=0, dilation=1, layer_norm=norm):
             layer = Conv2d(
                 cin, cout, kernel, stride=stride, padding=padding, dilation=dilation,
-                bias=not norm, norm=get_norm(norm, cout), activation=F.relu,
+                bias=not layer_norm, norm=get_norm(layer_norm, cout), activation=F.relu,
             )  # fmt: skip
             self.add_module(name, layer)
             self._stages.append(name)
@@ -117,24 +117,24 @@ class SSDVGG(Backbone):
             for i in range(1, repeats + 1):
                 weight_init.c2_msra_fill(conv(f"conv{block}_{i}", cin, cout, 3, padding=1))
                 cin = cout
-            if block == 4:
-                self.conv4_3_norm = L2Norm(cout, l2norm_scale)  # on the conv4_3 output only, not on pool4's input
             pool = nn.MaxPool2d(3, 1, 1) if block == 5 else nn.MaxPool2d(2, 2, ceil_mode=True)
             self.add_module(f"pool{block}", pool)
             self._stages.append(f"pool{block}")
+        self.conv4_3_norm = L2Norm(width(512), l2norm_scale)  # on the conv4_3 output only, not pool4's input
         fc = width(1024)
         weight_init.c2_msra_fill(conv("fc6", cin, fc, 3, padding=6, dilation=6))
         weight_init.c2_msra_fill(conv("fc7", fc, fc, 1))
         cin = fc
         names = ["conv4_3", "fc7"]
+        # The extra layers are the paper's (no norm): their last maps are 1x1, where BatchNorm would
+        # normalise one value per image and channel.
         for block, (mid, out, kernel, stride, padding) in enumerate(_EXTRA_BLOCKS[input_size], start=6):
-            first = conv(f"conv{block}_1", cin, width(mid), 1)
+            first = conv(f"conv{block}_1", cin, width(mid), 1, layer_norm="")
             cin = width(out)
-            second = conv(f"conv{block}_2", width(mid), cin, kernel, stride, padding)
+            second = conv(f"conv{block}_2", width(mid), cin, kernel, stride, padding, layer_norm="")
             for layer in (first, second):  # Caffe's "xavier" filler for the new layers
                 nn.init.xavier_uniform_(layer.weight)
-                if layer.bias is not None:
-                    nn.init.zeros_(layer.bias)
+                nn.init.zeros_(layer.bias)
             names.append(f"conv{block}_2")
         self._out_features = names
         self._out_feature_strides = dict(zip(names, _STRIDES[input_size]))
@@ -248,9 +248,6 @@ class TorchvisionVGG16Handler(PathHandler):
             torch.save(checkpoint, partial)
             os.replace(partial, target)  # atomic: concurrent ranks never read half a file
         return str(target)
-
-    def _open(self, path, mode="r", **kwargs):
-        return open(self._get_local_path(path), mode)
 
 
 PathManager.register_handler(TorchvisionVGG16Handler())
