@@ -3,7 +3,6 @@ the VGG backbone and its torchvision converter, and the SSD configs.
 
 Pure-torch tests (ssd_ops) carry no marker; tests that need detectron2 are marked.
 """
-
 import math
 import subprocess
 import sys

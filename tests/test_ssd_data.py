@@ -1,6 +1,5 @@
 """SSD's data pipeline: the augmentations (d2imbalance.data.ssd_augmentation), the box-passing mapper and
 VOC's "difficult" objects (d2imbalance.data.voc)."""
-
 import os
 
 import numpy as np

@@ -6,7 +6,6 @@ imports without detectron2; the modules are imported here only when detectron2 i
 Importing :mod:`.vgg` registers the ``torchvision-vgg16://`` checkpoint prefix with detectron2's
 PathManager.
 """
-
 from d2imbalance._compat import detectron2_available
 
 from .ssd_ops import (

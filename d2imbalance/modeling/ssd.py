@@ -11,7 +11,6 @@ are ``Box2BoxTransform(weights=(10, 10, 5, 5))``. Subclasses that reweight the l
 matched ground-truth index of every prior from :meth:`SSD.label_anchors` and pass per-prior weights to
 :meth:`SSD.losses`.
 """
-
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch

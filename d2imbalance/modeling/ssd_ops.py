@@ -6,7 +6,6 @@ Everything here follows the SSD paper (Liu et al., ECCV 2016) and its public rec
 mmdetection v1 SSD that the scale-balanced authors' code builds on. Where those differ the docstrings
 say which one is followed.
 """
-
 import math
 from typing import List, Optional, Sequence, Tuple
 

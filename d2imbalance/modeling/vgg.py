@@ -15,7 +15,6 @@ Warm start: ``train.init_checkpoint = "torchvision-vgg16://IMAGENET1K_V1"`` down
 ImageNet VGG16 once, converts it (:func:`convert_torchvision_vgg16`) and caches the result under
 ``$D2IMBALANCE_CACHE``; ``python -m d2imbalance.modeling.vgg vgg16.pth out.pth`` converts a local file.
 """
-
 import argparse
 import functools
 import os
