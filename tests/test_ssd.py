@@ -65,6 +65,14 @@ def test_cell_anchors_square_extra_square_and_ratio_boxes_in_caffe_order():
     assert torch.allclose(widths / heights, torch.tensor([1.0, 1.0, 2.0, 0.5, 3.0, 1 / 3.0]))
     assert torch.allclose((widths * heights)[2:], torch.full((4,), 3600.0))  # ratio boxes keep area s^2
     assert ssd_cell_anchors(30.0, 30.0, []).tolist() == [[-15.0, -15.0, 15.0, 15.0]] * 2
+    expected = [[-0.25, -0.25, 0.25, 0.25]] * 2 + [[-r / 4, -1 / (4 * r), r / 4, 1 / (4 * r)] for r in (0.5**0.5, 2**0.5)]
+    assert torch.allclose(ssd_cell_anchors(0.5, 0.5, [0.5]), torch.tensor(expected))  # sub-pixel, ratio < 1: fine
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert ssd_cell_anchors(30.0, 60.0, [2]).dtype == torch.float32
+    finally:
+        torch.set_default_dtype(default)
     with pytest.raises(ValueError, match="min_size <= max_size"):
         ssd_cell_anchors(60.0, 30.0, [2])
     with pytest.raises(ValueError, match="min_size <= max_size"):
@@ -98,7 +106,8 @@ def test_shared_best_prior_goes_to_the_last_ground_truth_and_ties_take_the_first
 
 
 def test_no_ground_truth_means_all_background():
-    assert match_priors(torch.zeros(0, 5)).tolist() == [-1] * 5
+    matched = match_priors(torch.zeros(0, 5))
+    assert matched.tolist() == [-1] * 5 and matched.dtype == torch.int64
 
 
 # ----------------------------------------------------------------------------- hard negative mining
@@ -240,6 +249,8 @@ def test_select_per_class_keeps_the_top_k_per_class_above_the_threshold():
     assert sorted(kept.tolist()) == pytest.approx(sorted([0.9, 0.5, 0.2, 0.011]))
     priors, classes, _ = select_per_class(scores, 0.25, 400)  # k capped at the 4 priors
     assert sorted(zip(priors.tolist(), classes.tolist())) == [(0, 0), (1, 0), (3, 0)]
+    assert len(select_per_class(torch.full((450, 1), 0.02))[0]) == 400  # default: 400 per class
+    assert select_per_class(torch.tensor([[0.01], [0.02]]))[0].tolist() == [1]  # default: > 0.01
 
 
 def test_ssd_ops_import_without_detectron2():

@@ -84,7 +84,7 @@ def match_priors(iou: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """
     num_gt, num_priors = iou.shape
     if num_gt == 0:
-        return torch.full((num_priors,), -1, dtype=torch.int64, device=iou.device)
+        return iou.new_full((num_priors,), -1, dtype=torch.int64)
     best_iou, matched = iou.max(dim=0)
     matched[best_iou < threshold] = -1
     best_prior = iou.argmax(dim=1)
@@ -93,6 +93,7 @@ def match_priors(iou: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return torch.where(forced >= 0, forced, matched)
 
 
+@torch.no_grad()
 def hard_negative_mask(neg_losses: torch.Tensor, pos_mask: torch.Tensor, neg_pos_ratio: float = 3.0) -> torch.Tensor:
     """Per image, the ``floor(neg_pos_ratio * num_pos)`` negatives with the largest loss (all of them if
     fewer); an image without positives mines none (Caffe's MineHardExamples, mmdetection, ssd.pytorch).
@@ -110,7 +111,7 @@ def hard_negative_mask(neg_losses: torch.Tensor, pos_mask: torch.Tensor, neg_pos
     num_pos = pos_mask.sum(dim=1)
     num_neg = torch.minimum((num_pos * neg_pos_ratio).floor().long(), (~pos_mask).sum(dim=1))
     mask = torch.zeros_like(pos_mask)
-    k = int(num_neg.max()) if num_neg.numel() else 0
+    k = int(num_neg.max())
     if k == 0:
         return mask
     candidates = neg_losses.masked_fill(pos_mask, float("-inf"))
@@ -150,7 +151,7 @@ def multibox_loss(
     background = cls_logits.shape[-1] - 1
     pos_mask = gt_labels != background
     ce = F.cross_entropy(cls_logits.flatten(0, 1), gt_labels.flatten(), reduction="none").view_as(gt_labels)
-    neg_mask = hard_negative_mask(ce.detach(), pos_mask, neg_pos_ratio)
+    neg_mask = hard_negative_mask(ce, pos_mask, neg_pos_ratio)
     if cls_weights is not None:
         ce = ce * cls_weights
     num_pos = int(pos_mask.sum())
