@@ -346,6 +346,8 @@ def test_prior_positions_steps_and_clipping():
     assert anchors[5].tensor.max() > 300  # unclipped by default, as the Caffe recipes
     with pytest.raises(ValueError, match="one entry per feature map"):
         SSDAnchorGenerator(**{**kwargs, "strides": steps[:5]})
+    corner = SSDAnchorGenerator(**kwargs, offset=0.0)(features)  # centres at j * step
+    assert corner[0].tensor[0].tolist() == [-15.0, -15.0, 15.0, 15.0]
 
 
 @detectron2
@@ -429,24 +431,31 @@ def test_ssd_losses_by_hand_and_their_switches():
 
 @detectron2
 def test_inference_threshold_nms_and_top_k_on_a_crafted_case():
-    """Priors 0 and 1 overlap (IoU 8100 / 10000 = 0.81 > 0.45). Class 0: NMS keeps prior 0 (0.9) over 1
-    (0.8); prior 2 (0.6) is far. Class 1: prior 1 (0.5) suppresses prior 0 (0.05) and survives next to class
+    """Priors 0 and 1 overlap (IoU 8100 / 10000 = 0.81 > 0.45); prior 4 overlaps prior 0 by 5000 / 15000 = 0.33
+    and prior 1 by 3600 / 14500 = 0.25 (< 0.45). Class 0: NMS keeps prior 0 (0.9) over 1 (0.8), keeps 4 (0.7)
+    and the far prior 2 (0.6). Class 1: prior 1 (0.5) suppresses prior 0 (0.05) and survives next to class
     0's prior 0 (NMS is class-wise); prior 3 scores 0.01, not > 0.01."""
     from detectron2.structures import Boxes
 
     model = _tiny_ssd(num_classes=2)
-    anchors = Boxes(torch.tensor([[0.0, 0, 100, 100], [0, 0, 90, 90], [200, 200, 250, 250], [0, 200, 50, 250]]))
-    scores = torch.tensor([[0.9, 0.05], [0.8, 0.5], [0.6, 0.0], [0.0, 0.01]])
-    deltas = torch.zeros(4, 4)
+    anchors = Boxes(
+        torch.tensor([[0.0, 0, 100, 100], [0, 0, 90, 90], [200, 200, 250, 250], [0, 200, 50, 250], [50, 0, 150, 100]])
+    )
+    scores = torch.tensor([[0.9, 0.05], [0.8, 0.5], [0.6, 0.0], [0.0, 0.01], [0.7, 0.0]])
+    deltas = torch.zeros(5, 4)
     out = model.inference_single_image(anchors, scores, deltas, (300, 300))
-    assert out.scores.tolist() == pytest.approx([0.9, 0.6, 0.5])
-    assert out.pred_classes.tolist() == [0, 0, 1]
+    assert out.scores.tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5])
+    assert out.pred_classes.tolist() == [0, 0, 0, 1]
     assert out.pred_boxes.tensor[0].tolist() == [0, 0, 100, 100]
+    model.test_nms_thresh = 0.3  # 0.33 now suppresses prior 4 as well
+    assert model.inference_single_image(anchors, scores, deltas, (300, 300)).scores.tolist() == pytest.approx(
+        [0.9, 0.6, 0.5]
+    )
     model.test_nms_thresh = 0.9  # 0.81 no longer suppresses
-    assert len(model.inference_single_image(anchors, scores, deltas, (300, 300))) == 5
+    assert len(model.inference_single_image(anchors, scores, deltas, (300, 300))) == 6
     model.test_score_thresh = 0.55
     assert model.inference_single_image(anchors, scores, deltas, (300, 300)).scores.tolist() == pytest.approx(
-        [0.9, 0.8, 0.6]
+        [0.9, 0.8, 0.7, 0.6]
     )
     model.test_topk_per_class = 1
     assert model.inference_single_image(anchors, scores, deltas, (300, 300)).scores.tolist() == pytest.approx([0.9])
@@ -481,7 +490,7 @@ def test_preprocess_pads_to_the_input_size_and_refuses_larger_images():
     model = _tiny_ssd()
     images = model.preprocess_image([{"image": torch.zeros(3, 128, 160)}, {"image": torch.zeros(3, 300, 200)}])
     assert images.tensor.shape == (2, 3, 300, 300) and images.image_sizes == [(128, 160), (300, 200)]
-    with pytest.raises(ValueError, match=r"at most 300x300.*Resize\(\(300, 300\)\)"):
+    with pytest.raises(ValueError, match=r"at most 300x300, got 301x200.*Resize\(\(300, 300\)\)"):
         model.preprocess_image([{"image": torch.zeros(3, 301, 200)}])
 
 

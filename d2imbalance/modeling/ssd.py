@@ -77,7 +77,7 @@ class SSDAnchorGenerator(DefaultAnchorGenerator):
 
     def forward(self, features: List[Tensor]) -> List[Boxes]:
         anchors = super().forward(features)
-        if self.clip_size > 0:
+        if self.clip_size:
             for boxes in anchors:
                 boxes.clip((self.clip_size, self.clip_size))
         return anchors
@@ -192,10 +192,11 @@ class SSD(DenseDetector):
     def preprocess_image(self, batched_inputs: List[Dict[str, Tensor]]) -> ImageList:
         size = self.backbone.padding_constraints.get("square_size")
         for x in batched_inputs:
-            if size and max(x["image"].shape[-2:]) > size:
+            height, width = x["image"].shape[-2:]
+            if size and max(height, width) > size:
                 raise ValueError(
-                    f"SSD takes images of at most {size}x{size}, got {tuple(x['image'].shape[-2:])}; resize "
-                    f"them with detectron2.data.transforms.Resize(({size}, {size})) as the SSD configs do."
+                    f"SSD takes images of at most {size}x{size}, got {height}x{width}; resize them with "
+                    f"detectron2.data.transforms.Resize(({size}, {size})) as the SSD configs do."
                 )
         return super().preprocess_image(batched_inputs)
 
