@@ -21,3 +21,12 @@ lr_multiplier_demo = L(WarmupParamScheduler)(
     warmup_method="linear",
     warmup_factor=0.001,
 )
+
+# SSD, Caffe recipes at 32 images per batch, no warm-up: VOC (ssd_pascal.py) 120k iterations, x0.1 at 80k
+# and 100k; COCO (ssd_coco.py) 400k iterations, x0.1 at 280k and 360k.
+lr_multiplier_ssd_voc = L(MultiStepParamScheduler)(
+    values=[1.0, 0.1, 0.01], milestones=[80000, 100000], num_updates=120000
+)
+lr_multiplier_ssd_coco = L(MultiStepParamScheduler)(
+    values=[1.0, 0.1, 0.01], milestones=[280000, 360000], num_updates=400000
+)

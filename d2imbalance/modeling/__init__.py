@@ -1,0 +1,45 @@
+"""Vanilla detectors that detectron2 lacks, built from its parts: SSD300 / SSD512 (Liu et al., ECCV 2016)
+on SSD's reduced VGG16. They know no imbalance method; the projects subclass them.
+
+:mod:`.ssd_ops` (priors, matching, hard negative mining, loss, candidate selection) is pure torch and
+imports without detectron2; the modules are imported here only when detectron2 is installed.
+Importing :mod:`.vgg` registers the ``torchvision-vgg16://`` checkpoint prefix with detectron2's
+PathManager.
+"""
+from d2imbalance._compat import detectron2_available
+
+from .ssd_ops import (
+    hard_negative_mask,
+    match_priors,
+    multibox_loss,
+    select_per_class,
+    ssd_cell_anchors,
+    ssd_prior_sizes,
+)
+
+__all__ = [
+    "hard_negative_mask",
+    "match_priors",
+    "multibox_loss",
+    "select_per_class",
+    "ssd_cell_anchors",
+    "ssd_prior_sizes",
+]
+
+if detectron2_available():
+    from d2imbalance._compat import ensure_pkg_resources
+
+    ensure_pkg_resources()
+    from .ssd import SSD, SSD_BOX_WEIGHTS, SSDAnchorGenerator, SSDHead
+    from .vgg import L2Norm, SSDVGG, TorchvisionVGG16Handler, convert_torchvision_vgg16
+
+    __all__ += [
+        "SSD",
+        "SSD_BOX_WEIGHTS",
+        "SSDAnchorGenerator",
+        "SSDHead",
+        "L2Norm",
+        "SSDVGG",
+        "TorchvisionVGG16Handler",
+        "convert_torchvision_vgg16",
+    ]
