@@ -221,6 +221,44 @@ def test_recall_evaluator_rejects_bad_settings(bad):
         _evaluator(**bad)
 
 
+def test_model_nms_equal_to_the_protocols_is_accepted_and_changes_nothing(recall_case, caplog):
+    """SSD's own inference is the protocol's NMS 0.45 and top 200, so its outputs are accepted as they
+    are: thresholding after an NMS at the same IoU equals the protocol's NMS after thresholding. The
+    chained result equals the recall of the un-NMSed candidates, and the model's cap of 200 (= the
+    protocol's top 200) is no truncation; a cap below 200 still is. Another model NMS is refused."""
+    from torchvision.ops import batched_nms
+
+    from d2imbalance.evaluation.recall_by_size import recall_hits
+
+    inputs, outputs = recall_case
+    ev = _evaluator(model_nms_thresh=0.45, model_max_dets=200)
+    ev.process(inputs, outputs)
+    alone = _evaluator()
+    alone.process(inputs, outputs)
+    assert ev.evaluate() == alone.evaluate()
+    # the equivalence itself, on crafted candidates: NMS 0.45 first, then the protocol on what remains
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 0, 11, 10], [0, 1, 10, 11], [30, 30, 40, 40], [31, 30, 41, 40]])
+    scores = torch.tensor([0.35, 0.5, 0.05, 0.2, 0.4])
+    classes = torch.zeros(5, dtype=torch.int64)
+    gt = torch.tensor([[0.0, 0, 10, 10], [30, 30, 40, 40]])
+    kw = dict(score_thresholds=(0.01, 0.1, 0.3), nms_thresh=0.45, max_dets=200, iou_thresh=0.5, class_aware=True)
+    kept = batched_nms(boxes, scores, classes, 0.45)
+    once = recall_hits(boxes, scores, classes, gt, torch.zeros(2, dtype=torch.int64), **kw)
+    twice = recall_hits(boxes[kept], scores[kept], classes[kept], gt, torch.zeros(2, dtype=torch.int64), **kw)
+    assert torch.equal(once, twice)
+    caplog.clear()
+    full = _evaluator(model_nms_thresh=0.45, model_max_dets=200)
+    full.process(inputs[:1], [_dets(200, 0.2)])
+    with caplog.at_level("WARNING"):
+        assert full.evaluate()["recall_by_size"]["truncated_images@0.01"] == 0
+    assert "cap" not in caplog.text
+    short = _evaluator(model_nms_thresh=0.45, model_max_dets=100)
+    short.process(inputs[:1], [_dets(100, 0.2)])
+    assert short.evaluate()["recall_by_size"]["truncated_images@0.01"] == 1
+    with pytest.raises(ValueError, match="or set it to the protocol's"):
+        _evaluator(model_nms_thresh=0.5)
+
+
 def _dets(n, lowest, classes=0):
     """n detections of one image, scores from 0.9 down to ``lowest``, far from every ground truth."""
     scores = [lowest] if n == 1 else torch.linspace(0.9, lowest, n).tolist()

@@ -313,10 +313,11 @@ def ref_weight(m, form="scale_balanced", alpha=1.0, beta=3.0):
     return {
         "scale_balanced": beta * (math.log(m) + alpha) / m,
         "const": 1.0,
-        "inv_log": 1.0 / (math.log(m) + 1.0),
-        "inv_sqrt": 1.0 / math.sqrt(m),
-        "inv": 1.0 / m,
-        "log_over_m": (math.log(m) + 1.0) / m,
+        "inv_log": beta / (math.log(m) + 1.0),
+        "inv_sqrt": beta / math.sqrt(m),
+        "inv": beta / m,
+        "log_over_m": beta * (math.log(m) + 1.0) / m,
+        "log_over_m_unscaled": (math.log(m) + 1.0) / m,
     }[form]
 
 
@@ -421,6 +422,8 @@ SCB_SWITCHES = [
     {"weighting_form": "inv_sqrt"},
     {"weighting_form": "inv"},
     {"weighting_form": "log_over_m"},
+    {"weighting_form": "log_over_m_unscaled"},
+    {"weighting_form": "inv", "scb_beta": 1.5},
     {"scb_alpha": 2.0, "scb_beta": 1.5},
     {"weight_box_loss": True},
     {"normalize_by": "weight_sum"},

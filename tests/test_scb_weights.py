@@ -30,12 +30,13 @@ def test_eq3_by_hand():
 @pytest.mark.parametrize(
     "form,expected",
     [
-        # M = 1, 4, 10, computed by hand (natural log).
+        # M = 1, 4, 10, computed by hand (natural log); the Table 1 rows carry β = 3, "const" does not.
         ("const", [1.0, 1.0, 1.0]),
-        ("inv_log", [1.0, 1 / (math.log(4) + 1), 1 / (math.log(10) + 1)]),  # 1, 0.41906, 0.30279
-        ("inv_sqrt", [1.0, 0.5, 1 / math.sqrt(10)]),
-        ("inv", [1.0, 0.25, 0.1]),
-        ("log_over_m", [1.0, (math.log(4) + 1) / 4, (math.log(10) + 1) / 10]),  # 1, 0.59657, 0.33026
+        ("inv_log", [3.0, 3 / (math.log(4) + 1), 3 / (math.log(10) + 1)]),  # 3, 1.25718, 0.90837
+        ("inv_sqrt", [3.0, 1.5, 3 / math.sqrt(10)]),
+        ("inv", [3.0, 0.75, 0.3]),
+        ("log_over_m", [3.0, 3 * (math.log(4) + 1) / 4, 3 * (math.log(10) + 1) / 10]),  # 3, 1.78972, 0.99078
+        ("log_over_m_unscaled", [1.0, (math.log(4) + 1) / 4, (math.log(10) + 1) / 10]),  # 1, 0.59657, 0.33026
         ("scale_balanced", [3.0, 3 * (math.log(4) + 1) / 4, 3 * (math.log(10) + 1) / 10]),
     ],
 )
@@ -44,8 +45,23 @@ def test_table1_forms(form, expected):
     assert w.tolist() == pytest.approx(expected, rel=1e-6)
 
 
+def test_table1_forms_scale_with_beta_and_log_over_m_is_eq3_at_alpha_1():
+    """Table 1's last row (78.2) is Table 2's SSD300 with α=1, β=3: log_over_m equals Eq. 3 at α=1 for
+    any β; each Table 1 row scales linearly with β; const and the unscaled extra ignore β."""
+    m = torch.tensor([1, 2, 7, 30])
+    for beta in (1.0, 3.0, 0.5):
+        assert torch.allclose(weight_from_count(m, form="log_over_m", beta=beta),
+                              weight_from_count(m, form="scale_balanced", alpha=1.0, beta=beta))
+        for form in ("inv_log", "inv_sqrt", "inv", "log_over_m"):
+            assert torch.allclose(weight_from_count(m, form=form, beta=beta), beta * weight_from_count(m, form=form, beta=1.0))
+        for form in ("const", "log_over_m_unscaled"):
+            assert torch.equal(weight_from_count(m, form=form, beta=beta), weight_from_count(m, form=form, beta=1.0))
+    assert not torch.allclose(weight_from_count(m, form="log_over_m", alpha=2.0), weight_from_count(m, form="scale_balanced", alpha=2.0))
+
+
 def test_every_form_tested_and_decreasing_or_flat():
-    assert set(WEIGHTING_FORMS) == {"scale_balanced", "const", "inv_log", "inv_sqrt", "inv", "log_over_m"}
+    assert set(WEIGHTING_FORMS) == {
+        "scale_balanced", "const", "inv_log", "inv_sqrt", "inv", "log_over_m", "log_over_m_unscaled"}
     m = torch.arange(1, 200)
     for form in WEIGHTING_FORMS:
         w = weight_from_count(m, form=form)

@@ -147,20 +147,26 @@ class RecallBySizeEvaluator(DatasetEvaluator):
             model_score_thresh, model_nms_thresh, model_max_dets: the model's own test-time score
                 threshold, NMS IoU and detections-per-image cap, as configured (None: unknown, and
                 the evaluator warns that it cannot check the protocol). A model NMS below 1.0 is
-                refused: the outputs would already be NMSed.
+                refused unless it equals ``nms_thresh`` (then the model's NMS and top ``max_dets`` are
+                the protocol's own, e.g. SSD's 0.45 and 200): the outputs would already be NMSed.
             distributed: gather the counts from all processes.
         """
         if not score_thresholds or any(not 0.0 <= t <= 1.0 for t in score_thresholds):
             raise ValueError(f"score_thresholds={score_thresholds} must be non-empty and in [0, 1].")
         if size_by not in SIZE_BY:
             raise ValueError(f"size_by={size_by!r} must be one of {SIZE_BY}.")
-        if model_nms_thresh is not None and model_nms_thresh < 1.0:
+        if model_nms_thresh is not None and model_nms_thresh < 1.0 and model_nms_thresh != nms_thresh:
             raise ValueError(
                 f"The model applies its own NMS (IoU {model_nms_thresh}) before RecallBySizeEvaluator, "
                 f"so the protocol's class-wise NMS {nms_thresh} would not act alone. Turn the model's NMS "
                 "off for the recall run (test_nms_thresh=1.0 and no detection cap, as in "
-                "configs/ScaleBalanced/*_recall.py)."
+                "configs/ScaleBalanced/*_recall.py), or set it to the protocol's."
             )
+        # A model whose class-wise NMS is the protocol's (SSD: 0.45, top 200) already returns what the
+        # protocol keeps: a box above t is suppressed only by higher-scoring boxes, which are above t
+        # too, so thresholding after NMS equals NMS after thresholding; the top-k of a score-filtered
+        # list is the filtered top-k; and a second NMS at the same IoU removes nothing.
+        self._same_nms = model_nms_thresh is not None and model_nms_thresh == nms_thresh
         self.dataset_name = dataset_name
         self.score_thresholds = tuple(float(t) for t in score_thresholds)
         self.nms_thresh = nms_thresh
@@ -220,7 +226,8 @@ class RecallBySizeEvaluator(DatasetEvaluator):
             if len(inst):
                 lowest = inst.scores.min().item()
                 self._min_score = min(self._min_score, lowest)
-                if self.model_max_dets is not None and len(inst) >= self.model_max_dets:
+                cap_cuts = self.model_max_dets is not None and not (self._same_nms and self.model_max_dets >= self.max_dets)
+                if cap_cuts and len(inst) >= self.model_max_dets:
                     # The cap kept the top scores: candidates in [t, lowest) were cut.
                     self._capped += np.array([lowest > t for t in self.score_thresholds])
             hits = recall_hits(

@@ -70,7 +70,8 @@ class RetinaNetSCB(RetinaNet):
         """
         Args:
             weighting_form: "scale_balanced" (Eq. 3) or a Table 1 form: "const", "inv_log",
-                "inv_sqrt", "inv", "log_over_m" (see :data:`scale_balanced.weights.WEIGHTING_FORMS`).
+                "inv_sqrt", "inv", "log_over_m", each scaled by β but "const"; "log_over_m_unscaled" is
+                (log M + 1)/M without β (see :data:`scale_balanced.weights.WEIGHTING_FORMS`).
             scb_alpha, scb_beta: α and β of Eq. 3 (paper: 1 and 3 in every experiment).
             weight_box_loss: False (authors' code): only the focal loss of positives is weighted;
                 True: the box regression loss of positives is weighted too (Eq. 2 taken literally).
