@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from .checkpoint import ReportingCheckpointer  # noqa: E402
 from .data.datasets import dataset_names, prepare_datasets, register_coco_datasets  # noqa: E402
 from .data.validation import validate_coco_json  # noqa: E402
+from .data.voc_validation import validate_voc  # noqa: E402
 from .lr_scaling import lr_scaling_warning  # noqa: E402
 from .model_zoo import get_config_file  # noqa: E402
 from .overrides import apply_overrides  # noqa: E402
@@ -96,9 +97,10 @@ def setup(args):
 
 
 def validate_datasets(cfg) -> None:
-    """Validate every COCO-format dataset of ``dataloader.train`` and ``dataloader.test`` before the
-    first iteration (a broken test set would otherwise fail after training); log problems, stop on
-    fatal ones. ``train.validate_decode_images=True`` also decodes every image."""
+    """Validate every COCO-format or Pascal VOC (XML) dataset of ``dataloader.train`` and
+    ``dataloader.test`` before the first iteration (a broken test set would otherwise fail after
+    training); log problems, stop on fatal ones. ``train.validate_decode_images=True`` also decodes
+    every image."""
     decode = cfg.train.get("validate_decode_images", False)
     for split in ("train", "test"):
         dataset_cfg = cfg.dataloader[split].dataset
@@ -108,13 +110,19 @@ def validate_datasets(cfg) -> None:
             label = f"{name} in dataloader.{split}"
             metadata = MetadataCatalog.get(name)
             json_file = metadata.get("json_file")
-            if not json_file:
+            if json_file:
+                report = validate_coco_json(
+                    json_file, metadata.get("image_root"), dataset=label, empty_images=policy,
+                    decode_images=decode, evaluated=split == "test",
+                )
+            elif metadata.get("dirname") and metadata.get("split"):  # detectron2's register_pascal_voc
+                report = validate_voc(
+                    metadata.dirname, metadata.split, metadata.thing_classes, dataset=label,
+                    empty_images=policy, decode_images=decode, evaluated=split == "test",
+                )
+            else:
                 logger.info(f"Dataset {label} has no json_file in its metadata; not a COCO file, not validated.")
                 continue
-            report = validate_coco_json(
-                json_file, metadata.get("image_root"), dataset=label, empty_images=policy,
-                decode_images=decode, evaluated=split == "test",
-            )
             serious = any(p.severity != "info" for p in report.problems)
             (logger.warning if serious else logger.info)(report.summary())
             report.raise_if_fatal()

@@ -269,8 +269,9 @@ def _error_text(path: str, error: Exception) -> str:
     return str(error) if path in str(error) else f"{path}: {error}"
 
 
-def _image_file_problem(path: str, width, height, decode: bool) -> Tuple[str, str]:
-    """(kind, detail) of what is wrong with an image file, ("", "") when nothing is."""
+def _image_file_problem(path: str, width, height, decode: bool, source: str = "JSON") -> Tuple[str, str]:
+    """(kind, detail) of what is wrong with an image file, ("", "") when nothing is; ``source`` names
+    the annotation format that gave ``width`` / ``height`` (the VOC validator's is "XML")."""
     if not os.path.isfile(path):
         return "missing image files", path
     if os.path.getsize(path) == 0:
@@ -287,8 +288,8 @@ def _image_file_problem(path: str, width, height, decode: bool) -> Tuple[str, st
             orientation = None
         file_size = image.size[::-1] if orientation in _TRANSPOSING_ORIENTATIONS else image.size
         if file_size != (width, height):
-            return "image sizes disagree with the JSON", (
-                f"{path}: JSON {width:g}x{height:g}, file {file_size[0]}x{file_size[1]} (width x height)"
+            return f"image sizes disagree with the {source}", (
+                f"{path}: {source} {width:g}x{height:g}, file {file_size[0]}x{file_size[1]} (width x height)"
             )
         if decode:
             try:
