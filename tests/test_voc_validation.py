@@ -184,6 +184,12 @@ def test_sizes_with_spaces_are_read_as_detectron2_reads_them(tmp_path):
     assert validate_voc(str(tmp_path), "trainval", CLASSES).problems == []
 
 
+def test_a_one_pixel_image_with_its_one_pixel_box_is_valid(tmp_path):
+    _tree(tmp_path, {"a": _annotation(_object(box=(1, 1, 1, 1)), width=1, height=1), "b": _annotation(_object())})
+    _save_jpeg(tmp_path / "JPEGImages" / "a.jpg", 1, 1)
+    assert validate_voc(str(tmp_path), "trainval", CLASSES, decode_images=True, evaluated=True).problems == []
+
+
 def test_unknown_class_names_are_named_with_the_closest_class(tmp_path):
     objects = (_object("dog"), _object("dgo"), _object("zebra"), _object(None), _object(""), _object("dog "))
     ids, details = _details(tmp_path, "unknown class names", *objects)
