@@ -499,3 +499,19 @@ def test_train_net_validates_voc_datasets_before_training(tmp_path, log_lines):
     validate_datasets(cfg)  # only information: kept as negatives
     assert [level for level, _ in log_lines] == ["INFO", "INFO"]
     assert "no <object>; they are kept as negatives" in log_lines[0][1]
+
+
+@pytest.mark.detectron2
+def test_train_net_passes_the_decode_switch_to_voc_datasets(tmp_path):
+    from d2imbalance import get_config
+    from d2imbalance.engine import validate_datasets
+
+    _register(tmp_path, "voccheck_truncated", {"a": _annotation(_object()), "b": _annotation(_object())}, "train")
+    data = (tmp_path / "voccheck_truncated" / "JPEGImages" / "b.jpg").read_bytes()
+    (tmp_path / "voccheck_truncated" / "JPEGImages" / "b.jpg").write_bytes(data[: len(data) // 2])
+    cfg = get_config("Baselines/retinanet_shapes.py")
+    cfg.dataloader.train.dataset.names = cfg.dataloader.test.dataset.names = "voccheck_truncated"
+    validate_datasets(cfg)
+    cfg.train.validate_decode_images = True
+    with pytest.raises(DatasetValidationError, match=r"undecodable image files: 1 .*b\.xml \(.*b\.jpg: image file is"):
+        validate_datasets(cfg)
