@@ -182,8 +182,8 @@ def _box(obj) -> Tuple[Optional[Tuple[float, ...]], str]:
 
 
 def _fails_voc_eval(obj) -> str:
-    """Why detectron2's VOC evaluator (parse_rec) cannot read this object ("" when it can); its
-    <difficult> is checked for every dataset, its box for being there, before this is asked."""
+    """Why detectron2's VOC evaluator (parse_rec) cannot read this object ("" when it can). Asked only
+    of objects with four finite coordinates; a non-integer <difficult> is reported for every dataset."""
     for key in ("pose", "difficult"):
         if obj.find(key) is None:
             return f"no <{key}>"
@@ -220,7 +220,7 @@ def validate_voc(
     the image (a warning when it sticks out by more than 1 px); <difficult>, where present, is an
     integer; the image file exists, is not empty, opens, has the XML's size, and (``decode_images``)
     decodes; images without objects. The report names the split file; each problem names the XML file
-    (the image file for file problems, the id for duplicates) and, for objects, their 1-based position.
+    (duplicates: the id) with, in its detail, the object's 1-based position and name, or the image file.
     """
     if empty_images not in EMPTY_IMAGE_POLICIES:
         raise ValueError(f"empty_images={empty_images!r} must be one of {EMPTY_IMAGE_POLICIES}.")
