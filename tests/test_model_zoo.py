@@ -42,8 +42,10 @@ def test_similarity_threshold_keeps_good_matches_only():
 
 
 def test_a_similarity_of_exactly_the_threshold_is_kept():
-    """'Xshapes.pyX' (11 characters) vs 'retinanet_shapes.py' (19) share 'shapes.py': 2*9/30 = 0.6."""
-    assert closest_config_names("Xshapes.pyX") == ["Baselines/retinanet_shapes.py"]
+    """'Xshapes.pyX' (11 characters) shares 'shapes.py' with 'ssd300_shapes.py' (16): 2*9/27 = 0.67,
+    with 'retinanet_shapes.py' (19): 2*9/30 = 0.6, exactly the threshold (kept), and with
+    'ssd300_scb_shapes.py' (20): 2*9/31 = 0.58 (dropped)."""
+    assert closest_config_names("Xshapes.pyX") == ["Baselines/ssd300_shapes.py", "Baselines/retinanet_shapes.py"]
 
 
 def test_existing_names_and_paths_resolve():

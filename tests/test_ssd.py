@@ -264,8 +264,9 @@ def test_ssd_ops_import_without_detectron2():
 
 
 # ============================================================================= detectron2 parts
-def _tiny_ssd(num_classes=2, input_size=300, **kwargs):
-    """SSD300 (or 512) geometry on a 1/16-width VGG, the VOC recipe's default boxes."""
+def _tiny_ssd(num_classes=2, input_size=300, cls=None, **kwargs):
+    """SSD300 (or 512) geometry on a 1/16-width VGG, the VOC recipe's default boxes; ``cls``: an SSD
+    subclass to build instead (same seeded weights)."""
     from detectron2.layers import ShapeSpec
 
     from d2imbalance.modeling import SSD, SSDVGG, SSDAnchorGenerator, SSDHead
@@ -285,7 +286,7 @@ def _tiny_ssd(num_classes=2, input_size=300, **kwargs):
         num_classes=num_classes,
         num_anchors=[2 + 2 * len(r) for r in ratios],
     )
-    return SSD(
+    return (cls or SSD)(
         backbone=backbone,
         head=head,
         anchor_generator=anchors,
@@ -770,6 +771,9 @@ def test_ssd_configs_follow_the_recipes(name):
 @detectron2
 def test_voc_configs_read_07_12_trainval_without_difficult_and_evaluate_voc07_test():
     from detectron2.evaluation import PascalVOCDetectionEvaluator
+    from omegaconf import OmegaConf
+
+    from d2imbalance.evaluation.recall_by_size import RecallBySizeEvaluator
 
     from d2imbalance import get_config
     from d2imbalance.data.voc import voc_detection_dataset_dicts
@@ -779,8 +783,17 @@ def test_voc_configs_read_07_12_trainval_without_difficult_and_evaluate_voc07_te
     assert train._target_ is voc_detection_dataset_dicts
     assert tuple(train.names) == ("voc_2007_trainval", "voc_2012_trainval") and train.difficult == "exclude"
     assert cfg.dataloader.test.dataset.names == "voc_2007_test"
-    assert cfg.dataloader.evaluator._target_ is PascalVOCDetectionEvaluator
-    assert cfg.dataloader.evaluator.dataset_name == "voc_2007_test"
+    voc, recall = cfg.dataloader.evaluator
+    assert voc._target_ is PascalVOCDetectionEvaluator and voc.dataset_name == "voc_2007_test"
+    recall = OmegaConf.to_container(cfg.dataloader, resolve=True)["evaluator"][1]
+    assert recall["_target_"] is RecallBySizeEvaluator and recall["dataset_name"] == "voc_2007_test"
+    # the paper's protocol: sizes in the 300x300 input (§3.1); SSD's NMS 0.45 / top 200 are the protocol's
+    assert (recall["size_by"], recall["model_nms_thresh"], recall["model_max_dets"], recall["model_score_thresh"]) == (
+        "input", 0.45, 200, 0.01)
+    for name, size_by in (("ssd300_coco", "original"), ("ssd512_coco", "original"), ("ssd300_shapes", "input"),
+                          ("ssd512_voc0712", "input")):
+        evaluators = OmegaConf.to_container(get_config(f"Baselines/{name}.py").dataloader, resolve=True)["evaluator"]
+        assert evaluators[1]["_target_"] is RecallBySizeEvaluator and evaluators[1]["size_by"] == size_by, name
 
 
 @detectron2
@@ -800,7 +813,7 @@ def test_ssd300_shapes_trains_a_seeded_step_and_evaluates_as_train_net_does(tmp_
     cfg.dataloader.train.total_batch_size = 2
     cfg.dataloader.train.num_workers = 0
     cfg.dataloader.test.num_workers = 0
-    cfg.dataloader.evaluator.output_dir = str(tmp_path)
+    cfg.dataloader.evaluator[0].output_dir = str(tmp_path)
     prepare_all_datasets(cfg)
     torch.manual_seed(0)
     model = instantiate(cfg.model)
@@ -814,3 +827,6 @@ def test_ssd300_shapes_trains_a_seeded_step_and_evaluates_as_train_net_does(tmp_
     assert latest["num_mined_negatives"][0] == pytest.approx(3 * latest["num_pos_anchors"][0])
     results = do_test(cfg, model.eval())
     assert set(results["bbox"]) >= {"AP", "AP50", "APs", "APm", "APl"}
+    recall = results["recall_by_size"]
+    assert {"recall_small@0.3", "recall_large@0.01", "truncated_images@0.01"} <= set(recall)
+    assert recall["num_small"] + recall["num_medium"] + recall["num_large"] > 0

@@ -7,6 +7,7 @@ Images without objects are dropped: SSD mines no negatives in them, so they woul
 from d2imbalance.modeling import ssd_prior_sizes
 
 from ..common.coco import dataloader
+from ..common.recall_by_size import with_recall_by_size
 from ..common.schedules import lr_multiplier_ssd_coco as lr_multiplier
 from ..common.ssd_mappers import test_mapper, train_mapper
 from .ssd300_voc0712 import model, optimizer, train
@@ -22,4 +23,5 @@ dataloader.test.mapper = test_mapper
 train.max_iter = 400000
 train.eval_period = 40000
 train.checkpointer.period = 40000
+dataloader.evaluator = with_recall_by_size(dataloader.evaluator, size_by="original")  # COCO areas
 train.output_dir = "./output/ssd300_coco"

@@ -11,6 +11,7 @@ slower per step than BatchNorm on the 2-core CPU.
 from detectron2.layers import ShapeSpec
 
 from ..common.optim import SGD as optimizer
+from ..common.recall_by_size import with_recall_by_size
 from ..common.schedules import lr_multiplier_demo as lr_multiplier
 from ..common.shapes import dataloader
 from ..common.ssd_mappers import test_mapper, train_mapper
@@ -42,4 +43,5 @@ train.max_iter = 1000
 train.eval_period = 500
 train.checkpointer.period = 500
 train.log_period = 20
+dataloader.evaluator = with_recall_by_size(dataloader.evaluator, size_by="input")  # COCO AP + the paper's recall
 train.output_dir = "./output/ssd300_shapes"

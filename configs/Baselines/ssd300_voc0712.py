@@ -9,6 +9,7 @@ from ..common.models.ssd import model
 from ..common.optim import SGD as optimizer
 from ..common.schedules import lr_multiplier_ssd_voc as lr_multiplier
 from ..common.train import train
+from ..common.recall_by_size import with_recall_by_size
 from ..common.voc0712 import dataloader
 
 optimizer.lr = 1e-3
@@ -22,4 +23,5 @@ train.trained_checkpoint = ""
 train.max_iter = 120000
 train.eval_period = 10000  # the recipe's test_interval
 train.checkpointer.period = 10000
+dataloader.evaluator = with_recall_by_size(dataloader.evaluator, size_by="input")  # sizes in the 300x300 input (§3.1)
 train.output_dir = "./output/ssd300_voc0712"

@@ -4,6 +4,7 @@ min 20.48, 51.2, 133.12, ... px) with the COCO schedule of ssd300_coco.py.
 from d2imbalance.modeling import ssd_prior_sizes
 
 from ..common.coco import dataloader
+from ..common.recall_by_size import with_recall_by_size
 from ..common.schedules import lr_multiplier_ssd_coco as lr_multiplier
 from ..common.ssd_mappers import test_mapper, train_mapper
 from .ssd512_voc0712 import model, optimizer, train
@@ -21,4 +22,5 @@ dataloader.test.mapper.augmentations[0].shape = (512, 512)
 train.max_iter = 400000
 train.eval_period = 40000
 train.checkpointer.period = 40000
+dataloader.evaluator = with_recall_by_size(dataloader.evaluator, size_by="original")  # COCO areas
 train.output_dir = "./output/ssd512_coco"

@@ -39,6 +39,12 @@ model = L(SSD)(
     ),
     box2box_transform=L(Box2BoxTransform)(weights=SSD_BOX_WEIGHTS),  # 1 / variances (0.1, 0.1, 0.2, 0.2)
     num_classes=20,
+    iou_threshold=0.5,
+    neg_pos_ratio=3.0,
+    test_score_thresh=0.01,
+    test_topk_per_class=400,
+    test_nms_thresh=0.45,
+    max_detections_per_image=200,
     pixel_mean=[123.675, 116.28, 103.53],
     pixel_std=[58.395, 57.12, 57.375],
     input_format="RGB",

@@ -1,0 +1,258 @@
+"""SSD-SCB (projects/ScaleBalanced/scale_balanced/ssd.py): the scale-balanced loss on SSD, the paper's own
+detector. Losses are checked against a reference written from the definitions (SSD's forced matching,
+M_i, W_i of Eq. 3 / Table 1, 3:1 mining of unweighted negatives, division by the positives), the
+`const` form against vanilla SSD, and every config switch on the model it builds.
+"""
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from test_ssd import _instances, _tiny_ssd
+
+pytestmark = pytest.mark.detectron2
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "configs", "ScaleBalanced")
+SSD_SCB_CONFIGS = sorted(f for f in os.listdir(CONFIG_DIR) if f.startswith("ssd"))
+PAPER = dict(weighting_form="scale_balanced", scb_alpha=1.0, scb_beta=3.0, weight_box_loss=False)
+
+
+def _scb(**kwargs):
+    from scale_balanced import SSDSCB
+
+    return _tiny_ssd(num_classes=3, cls=SSDSCB, **kwargs)
+
+
+def _batch():
+    """Two images. Image 0: a 40x40 object (class 0) at (130, 130), a 100x160 one (class 2), and a 12x12
+    one (class 1) that no prior overlaps by 0.5 (only its forced best prior: M = 1). Image 1: one object."""
+    torch.manual_seed(1)
+    return [
+        {"image": torch.rand(3, 300, 300) * 255,
+         "instances": _instances([[130, 130, 170, 170], [20, 100, 120, 260], [4, 4, 16, 16]], [0, 2, 1])},
+        {"image": torch.rand(3, 300, 300) * 255, "instances": _instances([[150, 40, 260, 120]], [1])},
+    ]
+
+
+class _Spy:
+    """Records the arguments SSD.losses receives (the predictions of the step)."""
+
+    def __init__(self, model):
+        self.calls, original = [], model.losses
+
+        def losses(*args, **kwargs):
+            self.calls.append((args, kwargs))
+            return original(*args, **kwargs)
+
+        model.losses = losses
+
+
+def _train_step(model, inputs):
+    from detectron2.utils.events import EventStorage
+
+    spy = _Spy(model)
+    with EventStorage() as storage:
+        losses = model(inputs)
+        scalars = {k: v[0] for k, v in storage.latest().items()}
+    (anchors, logits, _, deltas, _, _), _ = spy.calls[-1]
+    from detectron2.layers import cat
+    from detectron2.structures import Boxes
+
+    return losses, scalars, Boxes.cat(anchors), cat(logits, dim=1).detach(), cat(deltas, dim=1).detach()
+
+
+def _reference(inputs, anchors, logits, deltas, *, form="scale_balanced", alpha=1.0, beta=3.0,
+               weight_box_loss=False, num_classes=3):
+    """The paper's SSD-SCB losses from the definitions, one prior at a time where it is clearer."""
+    from detectron2.modeling.box_regression import Box2BoxTransform
+    from detectron2.structures import pairwise_iou
+
+    from d2imbalance.modeling import SSD_BOX_WEIGHTS
+
+    weight_of = {
+        "scale_balanced": lambda m: beta * (math.log(m) + alpha) / m,
+        "const": lambda m: 1.0,
+        "inv_log": lambda m: beta / (math.log(m) + 1),
+        "inv_sqrt": lambda m: beta / math.sqrt(m),
+        "inv": lambda m: beta / m,
+        "log_over_m": lambda m: beta * (math.log(m) + 1) / m,
+        "log_over_m_unscaled": lambda m: (math.log(m) + 1) / m,
+    }[form]
+    coder = Box2BoxTransform(SSD_BOX_WEIGHTS)
+    cls_sum, box_sum, num_pos = 0.0, 0.0, 0
+    for n, x in enumerate(inputs):
+        gt = x["instances"]
+        iou = pairwise_iou(gt.gt_boxes, anchors)  # (G, R)
+        owner = torch.full((len(anchors),), -1)
+        best_iou, argmax = iou.max(dim=0)
+        owner[best_iou >= 0.5] = argmax[best_iou >= 0.5]
+        for g in range(len(gt)):  # forced best prior, the later ground truth winning a shared one
+            owner[int(iou[g].argmax())] = g
+        counts = [int((owner == g).sum()) for g in range(len(gt))]
+        labels = torch.full((len(anchors),), num_classes)
+        labels[owner >= 0] = gt.gt_classes[owner[owner >= 0]]
+        ce = F.cross_entropy(logits[n], labels, reduction="none")
+        pos = owner >= 0
+        negatives = sorted(ce[~pos].tolist(), reverse=True)[: 3 * int(pos.sum())]
+        cls_sum += sum(negatives)
+        for r in torch.nonzero(pos).flatten().tolist():
+            w = weight_of(counts[owner[r]])
+            cls_sum += w * ce[r].item()
+            target = coder.get_deltas(anchors.tensor[r : r + 1], gt.gt_boxes.tensor[owner[r] : owner[r] + 1])[0]
+            box = F.smooth_l1_loss(deltas[n, r], target, beta=1.0, reduction="sum").item()
+            box_sum += (w if weight_box_loss else 1.0) * box
+        num_pos += int(pos.sum())
+    return {"loss_cls": cls_sum / num_pos, "loss_box_reg": box_sum / num_pos}
+
+
+def test_const_form_gives_vanilla_ssd_losses_exactly():
+    """Same seeded weights and batch: SSD-SCB with W = 1 computes SSD's losses bit for bit, and mines the
+    same negatives."""
+    vanilla, vanilla_scalars, *_ = _train_step(_tiny_ssd(num_classes=3), _batch())
+    const, const_scalars, *_ = _train_step(_scb(weighting_form="const"), _batch())
+    for k in vanilla:
+        assert torch.equal(vanilla[k], const[k]), k
+    assert const_scalars["num_mined_negatives"] == vanilla_scalars["num_mined_negatives"]
+    paper, paper_scalars, *_ = _train_step(_scb(), _batch())
+    assert paper["loss_cls"].item() != pytest.approx(vanilla["loss_cls"].item(), rel=1e-4)
+    assert torch.equal(paper["loss_box_reg"], vanilla["loss_box_reg"])  # the box loss is unweighted by default
+    assert paper_scalars["num_mined_negatives"] == vanilla_scalars["num_mined_negatives"]  # mining ignores W
+
+
+SWITCHES = [
+    {},
+    {"weighting_form": "const"},
+    {"weighting_form": "inv_log"},
+    {"weighting_form": "inv_sqrt"},
+    {"weighting_form": "inv"},
+    {"weighting_form": "log_over_m_unscaled"},
+    {"scb_alpha": 2.0, "scb_beta": 1.5},
+    {"weight_box_loss": True},
+    {"weighting_form": "inv", "scb_beta": 0.5, "weight_box_loss": True},
+]
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "paper")
+def test_losses_equal_the_reference_for_every_switch(switches):
+    """loss_cls and loss_box_reg of a training step equal the reference computed from the definitions;
+    every switch but the paper's setting changes them."""
+    inputs = _batch()
+    losses, _, anchors, logits, deltas = _train_step(_scb(**switches), inputs)
+    kw = dict(form=switches.get("weighting_form", "scale_balanced"), alpha=switches.get("scb_alpha", 1.0),
+              beta=switches.get("scb_beta", 3.0), weight_box_loss=switches.get("weight_box_loss", False))
+    ref = _reference(inputs, anchors, logits, deltas, **kw)
+    for k in ref:
+        assert losses[k].item() == pytest.approx(ref[k], rel=1e-5), k
+    paper = _reference(inputs, anchors, logits, deltas)
+    changed = [k for k in ref if ref[k] != pytest.approx(paper[k], rel=1e-4)]
+    assert bool(changed) == bool(switches), changed
+    assert ("loss_box_reg" in changed) == switches.get("weight_box_loss", False)
+
+
+def test_match_counts_include_the_forced_prior_and_reach_event_storage():
+    """The 12x12 object overlaps no prior by 0.5: SSD's forced best prior gives it M = 1, W = 3 (not an
+    unmatched object as detectron2's Matcher could leave it). Statistics by input-resolution size:
+    small = the 12x12 (144 px^2) object, medium the 40x40 (1600) and 110x80 (8800 <= 96^2) ones, large
+    the 100x160 (16000)."""
+    from detectron2.utils.events import EventStorage
+
+    model = _scb()
+    inputs = _batch()
+    with EventStorage() as storage:
+        anchors = model.anchor_generator([torch.zeros(1, 1, s, s) for s in (38, 19, 10, 5, 3, 1)])
+        _, _, matched = model.label_anchors(anchors, [x["instances"] for x in inputs])
+        weights = model.prior_weights(matched, [x["instances"] for x in inputs])
+        scalars = {k: v[0] for k, v in storage.latest().items()}
+    assert int((matched[0] == 2).sum()) == 1
+    prior = int(torch.nonzero(matched[0] == 2)[0])
+    assert weights[0, prior].item() == pytest.approx(3.0)
+    assert scalars["scb/mean_M_small"] == 1.0 and scalars["scb/frac_unmatched_small"] == 0.0
+    assert scalars["scb/mean_weight_small"] == pytest.approx(3.0)
+    m_medium = [int((matched[0] == 0).sum()), int((matched[1] == 0).sum())]
+    assert scalars["scb/mean_M_medium"] == pytest.approx(sum(m_medium) / 2)
+    assert scalars["scb/mean_M_large"] == int((matched[0] == 1).sum()) > 1
+    assert weights.shape == (2, 8732) and (weights[torch.stack(matched) < 0] == 1).all()
+    positives = torch.stack(matched) >= 0
+    assert scalars["scb/mean_pos_anchor_weight"] == pytest.approx(weights[positives].mean().item())
+
+
+def test_an_image_without_objects_trains_nothing_and_stays_finite():
+    """No positives anywhere: SSD mines no negatives, both losses are exactly 0, weights are all 1."""
+    from detectron2.utils.events import EventStorage
+
+    model = _scb()
+    empty = [{"image": torch.rand(3, 300, 300) * 255, "instances": _instances([], [])}]
+    with EventStorage() as storage:
+        losses = model(empty)
+        assert "scb/mean_pos_anchor_weight" not in storage.latest()
+    assert {k: v.item() for k, v in losses.items()} == {"loss_cls": 0.0, "loss_box_reg": 0.0}
+    with EventStorage():
+        anchors = model.anchor_generator([torch.zeros(1, 1, s, s) for s in (38, 19, 10, 5, 3, 1)])
+        _, _, matched = model.label_anchors(anchors, [empty[0]["instances"]])
+        assert torch.equal(model.prior_weights(matched, [empty[0]["instances"]]), torch.ones(1, 8732))
+
+
+def test_unknown_form_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="weighting_form='inv_cube'.*scale_balanced"):
+        _scb(weighting_form="inv_cube")
+
+
+@pytest.mark.parametrize("name", SSD_SCB_CONFIGS)
+def test_ssd_scb_configs_set_the_paper_settings_on_the_matching_baseline(name):
+    """Every SSD-SCB config builds SSDSCB on the baseline of the same name (same recipe) with the paper's
+    settings, the _w_ configs changing only the form; the tiny model with the config's switches gives the
+    reference losses."""
+    from detectron2.config import LazyConfig
+
+    from d2imbalance import get_config
+    from scale_balanced import SSDSCB
+
+    cfg = LazyConfig.load(os.path.join(CONFIG_DIR, name))
+    baseline = get_config("Baselines/" + name.split("_w_")[0].replace("_scb", "").replace(".py", "") + ".py")
+    assert cfg.model._target_ is SSDSCB
+    form = name.split("_w_")[1][:-3] if "_w_" in name else "scale_balanced"
+    switches = {k: cfg.model[k] for k in PAPER}
+    assert switches == {**PAPER, "weighting_form": form}
+    for key in ("num_classes", "anchor_generator", "head", "backbone"):
+        assert cfg.model[key] == baseline.model[key], key
+    assert cfg.train.max_iter == baseline.train.max_iter and cfg.optimizer.lr == baseline.optimizer.lr
+    assert cfg.train.output_dir.endswith(name[:-3])
+    assert len(cfg.dataloader.evaluator) == 2  # the baseline's metric and the paper's recall by size
+    if "_w_" in name:
+        inputs = _batch()
+        losses, _, anchors, logits, deltas = _train_step(_scb(**{**switches, "weighting_form": form}), inputs)
+        ref = _reference(inputs, anchors, logits, deltas, form=form)
+        assert losses["loss_cls"].item() == pytest.approx(ref["loss_cls"], rel=1e-5)
+
+
+def test_ssd300_scb_shapes_trains_and_reports_ap_and_recall_by_size(tmp_path):
+    """The train_net path on the mini shapes dataset: one SSD-SCB step logging the SCB statistics, then
+    do_test with COCO AP and the paper's recall table."""
+    from detectron2.config import instantiate
+    from detectron2.engine import SimpleTrainer
+    from detectron2.utils.events import EventStorage
+
+    from d2imbalance import get_config
+    from d2imbalance.engine import do_test, prepare_all_datasets
+
+    cfg = get_config("ScaleBalanced/ssd300_scb_shapes.py")
+    cfg.dataloader.train.dataset.names = "shapes_mini_train"
+    cfg.dataloader.test.dataset.names = "shapes_mini_val"
+    cfg.dataloader.train.total_batch_size = 2
+    cfg.dataloader.train.num_workers = 0
+    cfg.dataloader.test.num_workers = 0
+    cfg.dataloader.evaluator[0].output_dir = str(tmp_path)
+    prepare_all_datasets(cfg)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    cfg.optimizer.params.model = model
+    trainer = SimpleTrainer(model, instantiate(cfg.dataloader.train), instantiate(cfg.optimizer))
+    with EventStorage() as storage:
+        trainer.iter = 0
+        trainer.run_step()
+        latest = storage.latest()
+    assert math.isfinite(latest["total_loss"][0]) and latest["scb/mean_pos_anchor_weight"][0] > 0
+    results = do_test(cfg, model.eval())
+    assert set(results["bbox"]) >= {"AP", "APs"} and "recall_small@0.3" in results["recall_by_size"]
