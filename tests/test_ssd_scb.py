@@ -63,11 +63,24 @@ def _train_step(model, inputs):
     return losses, scalars, Boxes.cat(anchors), cat(logits, dim=1).detach(), cat(deltas, dim=1).detach()
 
 
+def _owners(gt_boxes, anchors):
+    """SSD's matching, written out: argmax owner at IoU >= 0.5, then each ground truth's best prior
+    forced to it (the later ground truth winning a shared one)."""
+    from detectron2.structures import pairwise_iou
+
+    iou = pairwise_iou(gt_boxes, anchors)  # (G, R)
+    owner = torch.full((len(anchors),), -1)
+    best_iou, argmax = iou.max(dim=0)
+    owner[best_iou >= 0.5] = argmax[best_iou >= 0.5]
+    for g in range(len(gt_boxes)):
+        owner[int(iou[g].argmax())] = g
+    return owner
+
+
 def _reference(inputs, anchors, logits, deltas, *, form="scale_balanced", alpha=1.0, beta=3.0,
                weight_box_loss=False, num_classes=3):
     """The paper's SSD-SCB losses from the definitions, one prior at a time where it is clearer."""
     from detectron2.modeling.box_regression import Box2BoxTransform
-    from detectron2.structures import pairwise_iou
 
     from d2imbalance.modeling import SSD_BOX_WEIGHTS
 
@@ -84,12 +97,7 @@ def _reference(inputs, anchors, logits, deltas, *, form="scale_balanced", alpha=
     cls_sum, box_sum, num_pos = 0.0, 0.0, 0
     for n, x in enumerate(inputs):
         gt = x["instances"]
-        iou = pairwise_iou(gt.gt_boxes, anchors)  # (G, R)
-        owner = torch.full((len(anchors),), -1)
-        best_iou, argmax = iou.max(dim=0)
-        owner[best_iou >= 0.5] = argmax[best_iou >= 0.5]
-        for g in range(len(gt)):  # forced best prior, the later ground truth winning a shared one
-            owner[int(iou[g].argmax())] = g
+        owner = _owners(gt.gt_boxes, anchors)
         counts = [int((owner == g).sum()) for g in range(len(gt))]
         labels = torch.full((len(anchors),), num_classes)
         labels[owner >= 0] = gt.gt_classes[owner[owner >= 0]]
@@ -256,3 +264,76 @@ def test_ssd300_scb_shapes_trains_and_reports_ap_and_recall_by_size(tmp_path):
     assert math.isfinite(latest["total_loss"][0]) and latest["scb/mean_pos_anchor_weight"][0] > 0
     results = do_test(cfg, model.eval())
     assert set(results["bbox"]) >= {"AP", "APs"} and "recall_small@0.3" in results["recall_by_size"]
+
+
+def _register(name, dicts, classes=("circle", "square", "triangle", "star")):
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).set(thing_classes=list(classes))
+
+
+def _ssd_hist_dicts():
+    """One 600x400 (h x w) image, resized to 300x300 by SSD: x scales by 0.75, y by 0.5. Boxes (original
+    -> input): a 40x60 -> 30x30 on the first 30 px prior (small: 900 <= 32^2 in the input, 2400 in the
+    original); b 400x600 -> 300x300, the whole input (large); c 8x8 -> 6x4 (small), only its forced prior."""
+    from detectron2.structures import BoxMode
+
+    def anno(box, cls):
+        return {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": cls, "iscrowd": 0}
+
+    return [{"image_id": 1, "height": 600, "width": 400, "file_name": "z.jpg", "annotations": [
+        anno([0, 0, 40, 60], 0), anno([0, 0, 400, 600], 1), anno([200, 300, 208, 308], 2),
+        {**anno([0, 0, 400, 600], 3), "iscrowd": 1}]}]
+
+
+def test_match_counts_of_ssd_use_its_forced_matching_and_the_300x300_input():
+    """count_matches on SSD: the ground truths resized to 300x300 (no padding, SSD's input is square),
+    matched by SSD's rule: M equals the owners of the matching written out, every object has M >= 1,
+    and the small 8x8 object gets exactly its forced prior."""
+    from detectron2.structures import Boxes
+
+    from d2imbalance.analysis.anchor_matches import SSDMatcher, anchor_matching_parts, count_matches
+
+    model = _tiny_ssd(num_classes=4)
+    generator, matcher, features = anchor_matching_parts(model)
+    assert isinstance(matcher, SSDMatcher) and matcher.threshold == 0.5 and generator is model.anchor_generator
+    counts, areas = count_matches(model, _ssd_hist_dicts(), resize_to=(300, 300))
+    resized = Boxes(torch.tensor([[0.0, 0, 30, 30], [0, 0, 300, 300], [150, 150, 156, 154]]))
+    anchors = Boxes.cat(model.anchor_generator([torch.zeros(1, 1, s, s) for s in (38, 19, 10, 5, 3, 1)]))
+    owner = _owners(resized, anchors)
+    assert counts.tolist() == [int((owner == g).sum()) for g in range(3)]
+    assert counts[2] == 1 and counts.min() >= 1 and counts[0] > 1
+    assert areas.tolist() == [900.0, 90000.0, 24.0]
+    _, original = count_matches(model, _ssd_hist_dicts(), resize_to=(300, 300), size_by="original")
+    assert original.tolist() == [2400.0, 240000.0, 64.0]
+    model.iou_threshold = 0.3  # the model's threshold reaches the matcher
+    assert anchor_matching_parts(model)[1].threshold == 0.3
+    assert count_matches(model, _ssd_hist_dicts(), resize_to=(300, 300))[0][0] > counts[0]
+
+
+def test_histogram_tool_on_an_ssd_config(tmp_path, capsys):
+    """The CLI on Baselines/ssd300_shapes.py reads SSD's fixed 300x300 Resize from the test mapper:
+    objects a and c are small, b large in the input."""
+    import importlib.util
+
+    from d2imbalance import get_config
+    from d2imbalance.analysis.anchor_matches import fixed_resize_from_config
+
+    assert fixed_resize_from_config(get_config("Baselines/ssd300_shapes.py")) == (300, 300)
+    assert fixed_resize_from_config(get_config("Baselines/ssd512_voc0712.py")) == (512, 512)
+    assert fixed_resize_from_config(get_config("Baselines/retinanet_shapes.py")) is None
+    _register("ssd_hist_case", _ssd_hist_dicts())
+    spec = importlib.util.spec_from_file_location(
+        "anchor_match_histogram", os.path.join(os.path.dirname(__file__), "..", "tools", "anchor_match_histogram.py")
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    png = tmp_path / "hist.png"
+    hist = tool.main(["--config-file", "Baselines/ssd300_shapes.py", "--dataset", "ssd_hist_case",
+                      "--max-bin", "5", "--output", str(png)])
+    out = capsys.readouterr().out
+    assert "resize to 300x300" in out and png.stat().st_size > 1000
+    assert hist["small"].sum() == 2 and hist["large"].sum() == 1 and hist["small"][1] == 1

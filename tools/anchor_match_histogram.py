@@ -4,7 +4,7 @@
     python tools/anchor_match_histogram.py --config-file configs/Baselines/retinanet_shapes.py \
         --dataset shapes_train --output output/match_hist_shapes.png
 
-Works with any RetinaNet-like or RPN-based config and any registered dataset (e.g. one registered
+Works with any RetinaNet-like, RPN-based or SSD config and any registered dataset (e.g. one registered
 with register_coco_instances, or declared in the config's train.datasets). Prints the table overall and
 by COCO size class (box area in the network input, as the training statistics; --size-by original for
 the dataset image's) and saves the PNG. See d2imbalance.analysis.anchor_matches for the protocol.
@@ -48,15 +48,19 @@ def main(argv=None):
     short_edge, max_size = am.resize_from_config(cfg)
     short_edge = args.short_edge or short_edge
     max_size = args.max_size or max_size
+    resize_to = None if args.short_edge else am.fixed_resize_from_config(cfg)  # SSD: 300x300
 
     model = instantiate(cfg.model)
     dicts = DatasetCatalog.get(name)
     if args.num_images > 0:
         dicts = dicts[: args.num_images]
-    counts, areas = am.count_matches(model, dicts, short_edge=short_edge, max_size=max_size, size_by=args.size_by)
+    counts, areas = am.count_matches(
+        model, dicts, short_edge=short_edge, max_size=max_size, resize_to=resize_to, size_by=args.size_by
+    )
+    resize = f"resize to {resize_to[0]}x{resize_to[1]}" if resize_to else f"resize short edge {short_edge}, max {max_size}"
     hist = am.match_histogram(counts, areas, args.max_bin)
     print(f"Anchors matched per ground truth: {args.config_file} on {name} ({len(dicts)} images, "
-          f"resize short edge {short_edge}, max {max_size}; sizes by {args.size_by} area)")
+          f"{resize}; sizes by {args.size_by} area)")
     print(am.format_histogram(hist))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     am.save_histogram_png(hist, args.output, title=f"{os.path.basename(args.config_file)} on {name}")

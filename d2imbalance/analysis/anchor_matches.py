@@ -1,9 +1,10 @@
 """How many anchors each ground truth is matched to: the "matching imbalance" histograms of the
-scale-balanced loss paper (Figs. 1 and 3), for any detectron2 RetinaNet-like or RPN-based detector.
+scale-balanced loss paper (Figs. 1 and 3), for any detectron2 RetinaNet-like or RPN-based detector and
+for SSD (d2imbalance.modeling.SSD, the paper's own detector).
 
 The matching is the model's own: its anchor generator and matcher (``anchor_matcher``; for an R-CNN,
-``proposal_generator.anchor_matcher``), applied to the ground truths resized as the config's test
-mapper resizes images. M counts the positive anchors assigned to each object over all levels, forced
+``proposal_generator.anchor_matcher``; for SSD its forced best-prior matching, ``match_priors``),
+applied to the ground truths resized as the config's test mapper resizes images. M counts the positive anchors assigned to each object over all levels, forced
 low-quality matches included, as in training. Feature-map sizes are derived from the backbone strides
 and the padded image size (ceil(padded / stride)), so no image is loaded and no network is run.
 Size classes use the box area in the network's input (after that resize), as the scale-balanced
@@ -18,10 +19,12 @@ import torch
 
 from .._compat import require_detectron2
 from ..evaluation.size_classes import SIZE_NAMES, box_areas, size_index
+from ..modeling.ssd_ops import match_priors
 
 require_detectron2("d2imbalance.analysis.anchor_matches")
 
 from detectron2.data.transforms import ResizeShortestEdge  # noqa: E402
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector  # noqa: E402
 from detectron2.structures import Boxes, BoxMode, pairwise_iou  # noqa: E402
 
 __all__ = [
@@ -34,12 +37,27 @@ __all__ = [
 ]
 
 
+class SSDMatcher:
+    """SSD's matching (each ground truth's best prior forced, then IoU >= threshold) with the output of
+    detectron2's ``Matcher``: (matched index per prior, label 1 positive / 0 background)."""
+
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def __call__(self, iou: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        matched = match_priors(iou, self.threshold)
+        return matched.clamp(min=0), (matched >= 0).to(torch.int8)
+
+
 def anchor_matching_parts(model) -> Tuple[object, object, List[str]]:
-    """(anchor_generator, matcher, feature names) of a RetinaNet-like model or of an R-CNN's RPN.
+    """(anchor_generator, matcher, feature names) of a RetinaNet-like model, an SSD (a dense detector
+    with ``iou_threshold`` and no ``anchor_matcher``) or an R-CNN's RPN.
 
     Raises:
-        ValueError: when the model has neither.
+        ValueError: when the model has none of them.
     """
+    if isinstance(model, DenseDetector) and hasattr(model, "iou_threshold") and not hasattr(model, "anchor_matcher"):
+        return model.anchor_generator, SSDMatcher(model.iou_threshold), list(model.head_in_features)
     if hasattr(model, "anchor_generator") and hasattr(model, "anchor_matcher"):
         return model.anchor_generator, model.anchor_matcher, list(model.head_in_features)
     rpn = getattr(model, "proposal_generator", None)
@@ -69,6 +87,7 @@ def count_matches(
     *,
     short_edge: Optional[int] = None,
     max_size: int = 10**9,
+    resize_to: Optional[Tuple[int, int]] = None,
     size_by: str = "input",
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Match counts and box areas of every non-crowd ground truth.
@@ -77,6 +96,8 @@ def count_matches(
         model: a built detectron2 model (RetinaNet-like or with an RPN).
         dataset_dicts: detectron2 dataset dicts (height, width, annotations with bbox, bbox_mode).
         short_edge, max_size: the ResizeShortestEdge applied before the network (None: no resize).
+        resize_to: (height, width) of a fixed Resize before the network (SSD's 300x300); it replaces
+            ``short_edge``.
         size_by: "input": areas of the boxes as matched, after the resize (as the training
             statistics); "original": areas in the dataset's image.
 
@@ -87,6 +108,7 @@ def count_matches(
         raise ValueError(f"size_by={size_by!r} must be 'input' (as the training statistics) or 'original'.")
     anchor_generator, matcher, in_features = anchor_matching_parts(model)
     div = max(model.backbone.size_divisibility, 1)  # 0: no padding
+    square = model.backbone.padding_constraints.get("square_size", 0)  # SSD pads every image to it
     cache: Dict[Tuple[int, int], Boxes] = {}
     counts, areas = [], []
     for d in dataset_dicts:
@@ -98,12 +120,12 @@ def count_matches(
         ).reshape(-1, 4)
         h, w = d["height"], d["width"]
         original_areas = box_areas(boxes)
-        if short_edge is not None:
-            nh, nw = ResizeShortestEdge.get_output_shape(h, w, short_edge, max_size)
+        if resize_to is not None or short_edge is not None:
+            nh, nw = resize_to or ResizeShortestEdge.get_output_shape(h, w, short_edge, max_size)
             boxes = boxes * torch.tensor([nw / w, nh / h, nw / w, nh / h])
             h, w = nh, nw
         areas.append((box_areas(boxes) if size_by == "input" else original_areas).numpy())
-        padded = (int(math.ceil(h / div) * div), int(math.ceil(w / div) * div))
+        padded = (square, square) if square else (int(math.ceil(h / div) * div), int(math.ceil(w / div) * div))
         anchors = _anchors_for(model, anchor_generator, in_features, padded, cache)
         matched_idxs, labels = matcher(pairwise_iou(Boxes(boxes), anchors))
         m = torch.zeros(len(boxes), dtype=torch.int64).scatter_add_(0, matched_idxs, (labels == 1).long())
@@ -166,6 +188,16 @@ def save_histogram_png(hist: Dict[str, np.ndarray], path: str, title: str = "") 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def fixed_resize_from_config(cfg) -> Optional[Tuple[int, int]]:
+    """(height, width) of the first fixed ``Resize`` in ``cfg.dataloader.test.mapper`` (SSD), else None."""
+    for aug in cfg.dataloader.test.mapper.get("augmentations", []) if "test" in cfg.dataloader else []:
+        target = aug.get("_target_") if hasattr(aug, "get") else None
+        if getattr(target, "__name__", str(target)).split(".")[-1] == "Resize":
+            height, width = aug.get("shape")
+            return int(height), int(width)
+    return None
 
 
 def resize_from_config(cfg) -> Tuple[Optional[int], int]:
