@@ -363,7 +363,8 @@ def _fake_model():
     from detectron2.modeling.matcher import Matcher
 
     return SimpleNamespace(
-        backbone=SimpleNamespace(output_shape=lambda: {"p4": ShapeSpec(channels=1, stride=16)}, size_divisibility=32),
+        backbone=SimpleNamespace(output_shape=lambda: {"p4": ShapeSpec(channels=1, stride=16)}, size_divisibility=32,
+                                 padding_constraints={}),
         anchor_generator=DefaultAnchorGenerator(sizes=[[32]], aspect_ratios=[[1.0]], strides=[16]),
         anchor_matcher=Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True),
         head_in_features=["p4"],
@@ -447,7 +448,8 @@ def test_count_matches_feature_maps_and_edge_cases():
     assert maps(_fake_model())[0] == (4, 6)
     assert maps(_fake_model(), short_edge=100)[0] == (8, 10)  # max_size defaults to no limit
     flat = _fake_model()
-    flat.backbone = SimpleNamespace(output_shape=lambda: {"p4": ShapeSpec(channels=1, stride=16)}, size_divisibility=0)
+    flat.backbone = SimpleNamespace(output_shape=lambda: {"p4": ShapeSpec(channels=1, stride=16)}, size_divisibility=0,
+                                    padding_constraints={})
     assert maps(flat)[0] == (4, 5)
 
     retina = _fake_model()
