@@ -168,6 +168,7 @@ def test_group_norm_keeps_two_channels_per_group():
 
     assert [group_norm(c).num_groups for c in (2, 3, 32, 48, 64, 256)] == [1, 1, 16, 24, 32, 32]
     assert group_norm(32, max_groups=8).num_groups == 8
+    assert group_norm(1).num_groups == 1  # no divisor leaves 2 channels per group: one group (default=1)
     head_norm = instantiate_shapes_head().obj_subnet[1]
     assert isinstance(head_norm, torch.nn.GroupNorm) and (head_norm.num_groups, head_norm.num_channels) == (16, 32)
     out = head_norm(torch.rand(1, 32, 1, 1))  # one image, 1x1 map: defined statistics

@@ -141,6 +141,54 @@ def test_head_isolation_blocks_residual_gradient_into_objectness_subnet(isolate)
         assert obj_grad.abs().sum() > 0 and tower_grad.abs().sum() > 0
 
 
+def _head(conv_dims, norm="", num_steps=2, **kwargs):
+    from detectron2.layers import ShapeSpec
+    from resobj import ResObjHead
+
+    return ResObjHead(input_shape=[ShapeSpec(channels=16)] * 5, num_classes=NUM_CLASSES, num_anchors=3,
+                      conv_dims=conv_dims, norm=norm, num_steps=num_steps, objectness_conv_dim=8, **kwargs)
+
+
+@pytest.mark.parametrize("residual_input", ["objectness", "class"])
+def test_head_subnets_read_the_last_tower_width(residual_input):
+    """Towers 16 -> 12 -> 20 channels: the objectness subnet reads the class tower's output, 20 channels
+    (conv_dims[-1], not conv_dims[0] = 12); a residual subnet reads 8 (objectness) or 20 (class)."""
+    head = _head([12, 20], residual_input=residual_input)
+    assert head.obj_subnet[0].in_channels == 20
+    assert all(s[0].in_channels == (8 if residual_input == "objectness" else 20) for s in head.res_subnets)
+    outs = head([torch.rand(1, 16, 4, 4) for _ in range(5)])
+    assert [o[0].shape[1] for o in outs] == [3 * NUM_CLASSES, 12, 3, 3, 3]
+
+
+@pytest.mark.parametrize("norm", ["GN", "BN", "SyncBN"])
+def test_head_norm_reaches_the_towers_and_the_new_subnets(norm):
+    """norm goes to RetinaNetHead's class and box towers (32 channels) and to every obj/res hidden conv
+    (8 channels): GN as GroupNorm (32 groups in detectron2's towers, 4 = 8/2 in ours, see group_norm);
+    BN / SyncBN as detectron2's RetinaNetHead builds them, a CycleBatchNormList of one BN (of that
+    class, affine=False) per FPN level, 5 here."""
+    from detectron2.layers import CycleBatchNormList
+
+    head = _head([32], norm=norm)
+    bn_class = {"BN": torch.nn.BatchNorm2d, "SyncBN": torch.nn.SyncBatchNorm}.get(norm)
+    towers = [head.cls_subnet, head.bbox_subnet]
+    subnets = [head.obj_subnet, *head.res_subnets]
+    for seq, channels in [(t, 32) for t in towers] + [(s, 8) for s in subnets]:
+        assert len(seq) == 3 and type(seq[0]) is torch.nn.Conv2d and type(seq[2]) is torch.nn.ReLU
+        layer = seq[1]
+        if norm == "GN":
+            assert type(layer) is torch.nn.GroupNorm
+            assert (layer.num_groups, layer.num_channels) == ((32, 32) if channels == 32 else (4, 8))
+        else:
+            assert type(layer) is CycleBatchNormList and len(layer) == 5
+            assert all(type(bn) is bn_class and bn.num_features == channels for bn in layer)
+    if norm == "BN":
+        # One training forward over the 5 levels: each level's BN sees exactly one batch.
+        head.train()
+        head([torch.rand(2, 16, 4, 4) for _ in range(5)])
+        for seq in towers + subnets:
+            assert [bn.num_batches_tracked.item() for bn in seq[1]] == [1] * 5
+
+
 def test_bad_head_options_raise():
     with pytest.raises(ValueError, match="residual_input='box'"):
         resobj_head(1, residual_input="box")
