@@ -519,6 +519,8 @@ def test_ema_hand_computed():
     assert [plain(torch.tensor(c)) for c in (0, 20, 50)] == [1.0, 20.0, 50.0]
     small = PositiveCountNormalizer(momentum=0.5, initial=10.0)
     assert [small(torch.tensor(c)) for c in (4, 0)] == [7.0, 4.0]
+    tiny = PositiveCountNormalizer(momentum=0.5, initial=0.5)  # any initial > 0, also below 1: 0.25 + 1.5
+    assert tiny(torch.tensor(3)) == 1.75
     for bad, match in (({"momentum": 1.0}, "momentum=1.0"), ({"momentum": -0.1}, "momentum=-0.1"),
                        ({"initial": 0.0}, "initial value 0.0")):
         with pytest.raises(ValueError, match=match):
@@ -538,6 +540,11 @@ def test_ema_all_reduce_averages_over_workers(monkeypatch):
     assert loss_module.PositiveCountNormalizer(all_reduce=False)(count) == pytest.approx(90.4)
     monkeypatch.setattr(loss_module.comm, "get_world_size", lambda: 1)
     assert loss_module.PositiveCountNormalizer()(count) == pytest.approx(90.4)  # one worker: nothing to reduce
+    # A float count that requires grad still gives a plain float: the normaliser is never in the graph.
+    monkeypatch.setattr(loss_module.comm, "get_world_size", lambda: 2)
+    graded = torch.tensor(4.0, requires_grad=True)
+    value = loss_module.PositiveCountNormalizer()(graded)
+    assert type(value) is float and value == pytest.approx(90.5)
 
 
 def test_prior_bias_hand_computed():
@@ -555,3 +562,10 @@ def test_prior_bias_hand_computed():
     for conv in (head.obj_subnet[0], head.res_subnets[0][0], head.res_scores[0]):
         assert 0 < conv.weight.std().item() < 0.02  # N(0, 0.01) init
     assert head.obj_subnet[0].bias.abs().sum() == 0 and head.res_subnets[0][0].bias.abs().sum() == 0
+
+
+# Mutation survivors, explained (python ../shared/tools/mutate.py --tests "tests/test_resobj_cascade.py
+# tests/test_resobj_losses.py tests/test_resobj_models.py tests/test_resobj_configs.py" resobj/loss.py):
+# - loss.py `num_pos.detach()` dropped in PositiveCountNormalizer.__call__: the count leaves the graph by
+#   `.item()` (a Python float) either way, and callers pass integer counts, which cannot require grad;
+#   the detach only keeps the clone/all_reduce of the distributed path off autograd. Same values.
