@@ -198,6 +198,18 @@ def test_statistics_with_a_single_positive_or_no_negative():
     assert cascade_statistics(no_neg, torch.tensor([[1, -1]])) == pytest.approx({"obj_pos_t0": 0.5})
 
 
+def test_statistics_stay_finite_when_the_only_positive_logit_is_minus_inf():
+    """A positive whose logit overflowed to -inf (e.g. fp16): the gate threshold is -inf, not finite, so
+    no image contributes to min_pos_score_t1; it is logged as 0 (= sigmoid(-inf)), never as 0/0 = NaN.
+    Everything else is plain: sigmoid(-inf) = 0 for the positive, sigmoid(0) = 0.5 for the negative, and
+    the threshold -inf gates both anchors."""
+    labels = torch.tensor([[1, 0]])
+    out = residual_objectness_cascade(torch.tensor([[-math.inf, 0.0]]), [torch.zeros(1, 2)], labels)
+    stats = cascade_statistics(out, labels)
+    assert stats == {"obj_pos_t0": 0.0, "obj_neg_t0": 0.5, "obj_pos_t1": 0.0, "obj_neg_t1": 0.5,
+                     "gated_t1": 2.0, "min_pos_score_t1": 0.0}
+
+
 def test_bad_options_raise():
     with pytest.raises(ValueError, match="gate='sample'"):
         residual_objectness_cascade(torch.zeros(1, 2), [], torch.zeros(1, 2, dtype=torch.long), gate="sample")
@@ -215,3 +227,6 @@ def test_bad_options_raise():
 #   +inf is promoted to the logits' dtype by torch.where (0-dim tensors never widen a dimensioned one).
 # - cascade.py `n_pos.clamp(min=1)` / `n_neg.clamp(min=1)` in cascade_statistics with min=0: the mean is
 #   then 0/0 = NaN only when the set is empty, and exactly then the key is dropped before logging.
+# - cascade.py `torch.tensor(float("inf"), ..., device=objectness.device)` without device: torch.where
+#   takes a 0-dim CPU tensor as a scalar next to tensors of any device (TensorIterator's CPU-scalar rule;
+#   checked on the meta device, where the result stays on meta), so CUDA logits give the same result.
