@@ -498,7 +498,9 @@ def test_retinanet_scb_from_yacs_config(d2):
 
 def test_rpn_all_anchors_ignored_gives_zero_not_nan(d2):
     """A batch whose anchors are all ignored (label -1, weight 0): ΣW = 0, the weight_sum normaliser
-    stays 1, and both losses are exactly 0; the partial loss_weight dict scales only loss_rpn_cls."""
+    stays 1, and both losses are exactly 0. Then one positive, anchor 0 = [-8, -8, 16, 16] (offset 0.5) against a box
+    shifted by 6 px in x: the partial loss_weight dict scales only loss_rpn_cls (x 2); loss_rpn_loc keeps
+    detectron2's default weight 1: L1 |dx| = 6/24 = 0.25 over RPN's num_sampled = 64 anchors."""
     from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
     from detectron2.structures import Boxes
     from detectron2.utils.events import EventStorage
@@ -515,9 +517,13 @@ def test_rpn_all_anchors_ignored_gives_zero_not_nan(d2):
         assert {k: v.item() for k, v in losses.items()} == {"loss_rpn_cls": 0.0, "loss_rpn_loc": 0.0}
         rpn._scb_weights = torch.ones(1, r)
         labels = torch.zeros(r, dtype=torch.int64)
-        losses = rpn.losses(anchors, [torch.zeros(1, r)], [labels], [torch.zeros(1, r, 4)], [torch.zeros(r, 4)])
-    # r negatives with logit 0: BCE ln 2 each, ΣW = r, times the loss weight 2
+        labels[0] = 1
+        assert anchors[0].tensor[0].tolist() == [-8.0, -8.0, 16.0, 16.0]
+        gt = torch.tensor([[-2.0, -8.0, 22.0, 16.0]]).expand(r, 4)
+        losses = rpn.losses(anchors, [torch.zeros(1, r)], [labels], [torch.zeros(1, r, 4)], [gt])
+    # r anchors with logit 0: BCE ln 2 each whatever the label, ΣW = r, times the loss weight 2
     assert losses["loss_rpn_cls"].item() == pytest.approx(2 * math.log(2), rel=1e-6)
+    assert losses["loss_rpn_loc"].item() == pytest.approx(0.25 / 64, rel=1e-6)
     assert isinstance(anchors[0], Boxes)
 
 
