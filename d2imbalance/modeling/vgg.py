@@ -18,7 +18,7 @@ ImageNet VGG16 once, converts it (:func:`convert_torchvision_vgg16`) and caches 
 import argparse
 import functools
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -68,9 +68,16 @@ class SSDVGG(Backbone):
     conv8_2: 256, 100 | 128; conv9_2: 256, 300 | 256; conv10_2 (SSD512 only): 256, 512.
 
     Images are padded to ``input_size`` squared (``padding_constraints``), the size SSD is built for.
+
+    Subclasses (FSSD's :class:`~.fssd.FSSDVGG`) may replace the extra layers through the class attribute
+    ``EXTRA_BLOCKS`` ({input_size: ((mid, out, kernel, stride, padding), ...)}, blocks conv6, conv7, ...).
     """
 
-    def __init__(self, *, input_size: int = 300, width_ratio: float = 1.0, norm: str = "", l2norm_scale: float = 20.0):
+    EXTRA_BLOCKS = _EXTRA_BLOCKS
+
+    def __init__(
+        self, *, input_size: int = 300, width_ratio: float = 1.0, norm: str = "", l2norm_scale: Optional[float] = 20.0
+    ):
         """
         Args:
             input_size: 300 (SSD300: 6 output maps) or 512 (SSD512: 7 output maps).
@@ -79,10 +86,11 @@ class SSDVGG(Backbone):
                 convolution of VGG16 (conv1_1 ... fc7), for training from scratch. "GN" has
                 32 * width_ratio groups: the full network's 32, each as many channels wide as at width 1
                 (4 groups at width 1/8), so width_ratio must be a multiple of 1/32.
-            l2norm_scale: initial scale of the conv4_3 L2 normalisation.
+            l2norm_scale: initial scale of the conv4_3 L2 normalisation; None: no normalisation (conv4_3
+                is output as it is, e.g. for FSSD, which fuses conv4_3 without it).
         """
         super().__init__()
-        if input_size not in _EXTRA_BLOCKS:
+        if input_size not in self.EXTRA_BLOCKS:
             raise ValueError(f"input_size={input_size}: SSDVGG builds SSD300 or SSD512; use 300 or 512.")
         if width_ratio <= 0:
             raise ValueError(f"width_ratio={width_ratio} must be positive (1.0 = the paper's VGG16).")
@@ -119,7 +127,8 @@ class SSDVGG(Backbone):
             pool = nn.MaxPool2d(3, 1, 1) if block == 5 else nn.MaxPool2d(2, 2, ceil_mode=True)
             self.add_module(f"pool{block}", pool)
             self._stages.append(f"pool{block}")
-        self.conv4_3_norm = L2Norm(width(512), l2norm_scale)  # on the conv4_3 output only, not pool4's input
+        # on the conv4_3 output only, not pool4's input
+        self.conv4_3_norm = L2Norm(width(512), l2norm_scale) if l2norm_scale is not None else None
         fc = width(1024)
         weight_init.c2_msra_fill(conv("fc6", cin, fc, 3, padding=6, dilation=6))
         weight_init.c2_msra_fill(conv("fc7", fc, fc, 1))
@@ -127,7 +136,7 @@ class SSDVGG(Backbone):
         names = ["conv4_3", "fc7"]
         # The extra layers are the paper's (no norm): their last maps are 1x1, where BatchNorm would
         # normalise one value per image and channel.
-        for block, (mid, out, kernel, stride, padding) in enumerate(_EXTRA_BLOCKS[input_size], start=6):
+        for block, (mid, out, kernel, stride, padding) in enumerate(self.EXTRA_BLOCKS[input_size], start=6):
             first = conv(f"conv{block}_1", cin, width(mid), 1, layer_norm="")
             cin = width(out)
             second = conv(f"conv{block}_2", width(mid), cin, kernel, stride, padding, layer_norm="")
@@ -155,7 +164,7 @@ class SSDVGG(Backbone):
         for name in self._stages:
             x = getattr(self, name)(x)
             if name == "conv4_3":
-                outputs[name] = self.conv4_3_norm(x)
+                outputs[name] = self.conv4_3_norm(x) if self.conv4_3_norm is not None else x
             elif name in self._out_feature_strides:
                 outputs[name] = x
         return outputs
