@@ -1,0 +1,12 @@
+"""FSSD512-SCB on COCO: configs/Baselines/fssd512_coco.py with the scale-balanced loss of
+ssd300_scb_voc0712.py (FSSD is SSD on another backbone, so SSDSCB applies unchanged)."""
+from scale_balanced import SSDSCB
+
+from ..Baselines.fssd512_coco import dataloader, lr_multiplier, model, optimizer, train
+
+model._target_ = SSDSCB  # W = 3(ln M + 1)/M on positives' classification loss, as ssd300_scb_voc0712.py
+model.weighting_form = "scale_balanced"
+model.scb_alpha = 1.0
+model.scb_beta = 3.0
+model.weight_box_loss = False
+train.output_dir = "./output/fssd512_scb_coco"
