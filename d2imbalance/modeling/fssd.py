@@ -17,9 +17,10 @@ paper's code link points to:
   FSSD300: 512 s1 (38), 512 s2 (19), 256 s2 (10), 256 s2 (5), 256 3x3 no padding (3), 256 (1);
   FSSD512: 512 s1 (64), 512 s2 (32), then 256 s2 (16, 8, 4, 2) and a 4x4 padding 1 (1).
 
-Default boxes are SSD's (the configs keep the SSD300/SSD512 recipes': 8732 / 24564 boxes). The authors'
-code puts 6 boxes per location on the first map ({2, 3} ratios, RFBNet's prior config); we keep SSD's 4
-so FSSD differs from SSD only in its features.
+Default boxes are SSD's (the configs keep the SSD300/SSD512 recipes': 8732 / 24564 boxes, not clipped).
+The authors' PyTorch code takes RFBNet's prior config instead (``data/config.py``: ratios {2, 3}, so 6
+boxes per location, on the first map too, and clipped boxes); we keep SSD's so that FSSD differs from SSD
+only in its features.
 
 New layers are Xavier-initialised with zero bias, as SSD's extra layers; the VGG16 part has SSDVGG's
 parameter names, so the ``torchvision-vgg16://`` checkpoint warm-starts it as it does SSD.
