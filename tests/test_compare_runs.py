@@ -33,7 +33,9 @@ def test_runs_sharing_a_label_are_seeds_shown_as_mean_and_sample_std(tmp_path):
               for i, ap in enumerate([15.0, 16.0])]
     table = markdown_table([("SSD", d) for d in base] + [("SSD-SCB", d) for d in method],
                            ["recall_by_size/recall_small@0.3"])
-    header, _, ssd, scb = table.splitlines()
+    header, separator, ssd, scb = table.splitlines()
+    assert separator == "|---|" + "---:|" * 11  # run, runs, iterations, 6 AP, recall, ΔAP, s/iter
+    assert header.count("|") == separator.count("|") == ssd.count("|")
     assert header.endswith("| APl | recall_small@0.3 | ΔAP | s/iter |")
     assert ssd == "| SSD | 3 | 20 | " + " | ".join(["12.0 ± 2.0"] * 6) + " | 44.0 ± 4.0 | +0.0 | 1.10 |"
     assert scb.startswith("| SSD-SCB | 2 | 20 | 15.5 ± 0.7 |") and scb.endswith("| 50.0 ± 0.0 | +3.5 | 2.10 |")
