@@ -292,6 +292,13 @@ def test_box_loss_options_reach_the_box_loss():
     assert losses["loss_box_reg"].item() == pytest.approx(box.item() / first_normalizer(raw["num_pos"]), rel=1e-5)
     plain, _ = train_step(tiny_resobj(1), batch)
     assert losses["loss_box_reg"].item() != pytest.approx(plain["loss_box_reg"].item(), rel=1e-3)
+    # smooth_l1_beta reaches the smooth-L1 box loss (detectron2's helper would default to beta 0)
+    smooth = tiny_resobj(1, smooth_l1_beta=0.5)
+    raw = retina_raw(smooth, batch)
+    losses, _ = train_step(smooth, batch)
+    _, box = ref_cls_box(smooth, raw)
+    assert losses["loss_box_reg"].item() == pytest.approx(box.item() / first_normalizer(raw["num_pos"]), rel=1e-5)
+    assert losses["loss_box_reg"].item() != pytest.approx(plain["loss_box_reg"].item(), rel=1e-3)
 
 
 # ---------------------------------------------------------------- inference
