@@ -624,3 +624,9 @@ def test_report_scatter_columns(tmp_path):
     assert imread(paths["scatter_fused"]).shape[:2] == (600, 640)
     assert imread(paths["fig2_plot"]).shape[:2] == (280, 1280)  # 3 images + mean: one row of 4
     assert "scatter_fused" not in write_report([_crafted_image(False)], str(tmp_path / "plain"))
+
+
+# Mutation survivors, explained (../shared/tools/mutate.py --tests "tests/test_objconf_fusion_loss.py
+# tests/test_objconf_model.py" projects/ObjConf/objconf/fusion.py):
+# * fusion.py `cls_prob * torch.ones_like(conf_prob)` -> `/`: multiplying or dividing by ones gives the
+#   same values and the same broadcast shape (the ones only broadcast cls_prob to conf_prob's shape).
