@@ -415,6 +415,18 @@ def test_rpn_num_pos_normalizer_and_loss_weights():
     assert tiny_faster_rcnn(1, num_pos_all_reduce=False).proposal_generator.num_pos_normalizer.all_reduce is False
 
 
+def test_rpn_box_loss_options_reach_the_box_loss():
+    """smooth_l1_beta and box_reg_loss_type reach the ResObj RPN's box loss: beta 0.5 or GIoU change
+    loss_rpn_loc of the same weights and batch (detectron2's helper defaults to smooth-L1 with beta 0);
+    the objectness loss stays."""
+    batch = images(((0, 1), (2,)))
+    plain, _ = train_step(spread_rpn(tiny_faster_rcnn(1)), batch)
+    for options in ({"smooth_l1_beta": 0.5}, {"box_reg_loss_type": "giou"}):
+        changed, _ = train_step(spread_rpn(tiny_faster_rcnn(1, **options)), batch)
+        assert changed["loss_rpn_loc"].item() != pytest.approx(plain["loss_rpn_loc"].item(), rel=1e-3), options
+        assert changed["loss_rpn_cls"].item() == pytest.approx(plain["loss_rpn_cls"].item(), rel=1e-6), options
+
+
 def test_rpn_official_mode_loss():
     from resobj import ResObjRPNHead
 
