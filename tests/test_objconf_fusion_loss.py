@@ -630,3 +630,5 @@ def test_report_scatter_columns(tmp_path):
 # tests/test_objconf_model.py" projects/ObjConf/objconf/fusion.py):
 # * fusion.py `cls_prob * torch.ones_like(conf_prob)` -> `/`: multiplying or dividing by ones gives the
 #   same values and the same broadcast shape (the ones only broadcast cls_prob to conf_prob's shape).
+# * conf_loss.py `diff < smooth_l1_beta` -> `<=`: at diff == beta both branches give beta / 2 (smooth-L1
+#   is continuous there), so the loss and its gradient (diff / beta = 1 on both sides) are unchanged.

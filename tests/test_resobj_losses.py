@@ -427,6 +427,17 @@ def test_rpn_box_loss_options_reach_the_box_loss():
         assert changed["loss_rpn_cls"].item() == pytest.approx(plain["loss_rpn_cls"].item(), rel=1e-6), options
 
 
+def test_rpn_loss_weight_without_the_objectness_key_keeps_weight_1():
+    """A loss_weight dict naming only loss_rpn_loc leaves the objectness and residual terms at weight 1,
+    as detectron2's RPN does for keys it lacks."""
+    batch = images(((0, 1), (2,)))
+    plain, _ = train_step(spread_rpn(tiny_faster_rcnn(1)), batch)
+    weighted, _ = train_step(spread_rpn(tiny_faster_rcnn(1, loss_weight={"loss_rpn_loc": 3.0})), batch)
+    for k in ("loss_rpn_cls", "loss_rpn_res_t1"):
+        assert weighted[k].item() == pytest.approx(plain[k].item(), rel=1e-6), k
+    assert weighted["loss_rpn_loc"].item() == pytest.approx(3.0 * plain["loss_rpn_loc"].item(), rel=1e-6)
+
+
 def test_rpn_official_mode_loss():
     from resobj import ResObjRPNHead
 
