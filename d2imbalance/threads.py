@@ -4,8 +4,8 @@ torch's default is one thread per core. Its OpenMP threads busy-wait for each ot
 every parallel region, so when another process (or this run's own data-loader workers) holds one of
 the cores, a thread waits for one that is not running and every layer stalls: one training step of
 the shapes RetinaNet-ResObj (4 images) took 11.4-13.1 s with 2 threads and 2.3-3.1 s with 1 thread
-on a 2-core machine under a load of 4-8. Yet on an idle machine the same job ran twice as fast
-with 2 threads as with 1. No fixed count is right for both, so train_net starts with the safe one
+on a 2-core machine under a load of 4-8, and 2.01 s vs 1.27 s beside one busy process. Yet on an idle
+machine the same job ran twice as fast with 2 threads as with 1 (0.69 s vs 1.29 s). No fixed count is right for both, so train_net starts with the safe one
 (a core left to each data-loader worker, the rest split between the processes of the machine), then
 times a few training steps at each candidate count, keeps the fastest and times them again every
 few hundred steps (ThreadTuner). ``OMP_NUM_THREADS`` fixes the count and turns the timing off.
