@@ -33,6 +33,8 @@ def test_accumulator_hand_computed():
       t=1: positives (0.75 + 0.9 + 0.9) / 3 = 0.85;   negatives (0.45 + 0.1 + 0.5) / 5 = 0.21.
     """
     acc = ObjectnessCurveAccumulator(1)
+    # float64 sums: a dataset's ~1e7-1e9 negative anchors exceed float32's exact range (2^24 + 1 -> 2^24)
+    assert acc.pos_sum.dtype == acc.neg_sum.dtype == torch.float64
     acc.update(torch.tensor([[0.0, -L3, 5.0], [-L9, L3, -L3]]), [torch.tensor([[L3, 0.0, 0.0], [0.0, L3, -L3]])],
                torch.tensor([[1, 0, -1], [0, 1, 0]]))
     first = acc.result()

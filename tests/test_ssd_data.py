@@ -130,6 +130,8 @@ def test_zoom_out_places_the_image_and_its_boxes_together(aug, monkeypatch):
         aug.ZoomOut(max_ratio=0.5)
     _scripted(monkeypatch, rand=[], uniform=[1.0, 0.0, 0.0])
     assert aug.ZoomOut(max_ratio=1.0).get_transform(image).apply_image(image).shape == image.shape
+    default = aug.ZoomOut()  # the recipe's defaults: up to 4x, black canvas
+    assert default.max_ratio == 4.0 and tuple(default.fill) == (0.0, 0.0, 0.0)
 
 
 def test_zoom_out_ratio_range(aug, monkeypatch):
@@ -320,3 +322,9 @@ def test_voc_difficult_objects_are_excluded_from_training_targets(tmp_path):
     assert len(included) == 2 and all("iscrowd" not in a for d in included for a in d["annotations"])
     with pytest.raises(ValueError, match="difficult='ignore'; use one of"):
         voc_detection_dataset_dicts("voc_fake_ssd_trainval", difficult="ignore")
+
+
+# Mutation survivors, explained (../shared/tools/mutate.py --sample 40 --seed 0 --tests tests/test_ssd_data.py
+# d2imbalance/data/ssd_augmentation.py):
+# * FillPadTransform `np.asarray(self.pad_value, dtype=np.float64)` without dtype: numpy already makes a
+#   float64 array of the float fill values (and int64 of int ones, which rint leaves as they are): same pixels.
