@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from d2imbalance.modeling.ssd_ops import ssd_prior_sizes
-from test_ssd import SSD300_ASPECT_RATIOS, SSD512_ASPECT_RATIOS
+from test_ssd import SSD300_ASPECT_RATIOS, SSD512_ASPECT_RATIOS, shapes_step_and_test
 
 pytestmark = pytest.mark.detectron2
 
@@ -268,33 +268,10 @@ def test_fssd_scb_configs_set_the_paper_settings_on_the_fssd_baseline(name):
 def test_fssd_shapes_configs_train_a_step_and_evaluate(name, tmp_path):
     """The train_net path on the mini shapes dataset: one SimpleTrainer step (batch 2), then do_test with
     COCO AP and the paper's recall by size."""
-    from detectron2.config import instantiate
-    from detectron2.engine import SimpleTrainer
-    from detectron2.utils.events import EventStorage
-
-    from d2imbalance import get_config
-    from d2imbalance.engine import do_test, prepare_all_datasets
-
-    cfg = get_config(f"{name}.py")
-    cfg.dataloader.train.dataset.names = "shapes_mini_train"
-    cfg.dataloader.test.dataset.names = "shapes_mini_val"
-    cfg.dataloader.train.total_batch_size = 2
-    cfg.dataloader.train.num_workers = 0
-    cfg.dataloader.test.num_workers = 0
-    cfg.dataloader.evaluator[0].output_dir = str(tmp_path)
-    prepare_all_datasets(cfg)
-    torch.manual_seed(0)
-    model = instantiate(cfg.model)
-    cfg.optimizer.params.model = model
-    trainer = SimpleTrainer(model, instantiate(cfg.dataloader.train), instantiate(cfg.optimizer))
-    with EventStorage() as storage:
-        trainer.iter = 0
-        trainer.run_step()
-        latest = storage.latest()
-    assert math.isfinite(latest["total_loss"][0]) and latest["num_pos_anchors"][0] >= 1
-    assert latest["num_mined_negatives"][0] == pytest.approx(3 * latest["num_pos_anchors"][0])
+    latest, results = shapes_step_and_test(f"{name}.py", tmp_path)
+    assert math.isfinite(latest["total_loss"]) and latest["num_pos_anchors"] >= 1
+    assert latest["num_mined_negatives"] == pytest.approx(3 * latest["num_pos_anchors"])
     if "scb" in name:
-        assert latest["scb/mean_pos_anchor_weight"][0] > 0
-    results = do_test(cfg, model.eval())
+        assert latest["scb/mean_pos_anchor_weight"] > 0
     assert set(results["bbox"]) >= {"AP", "AP50", "APs", "APm", "APl"}
     assert {"recall_small@0.3", "recall_large@0.01"} <= set(results["recall_by_size"])

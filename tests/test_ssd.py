@@ -796,10 +796,11 @@ def test_voc_configs_read_07_12_trainval_without_difficult_and_evaluate_voc07_te
         assert evaluators[1]["_target_"] is RecallBySizeEvaluator and evaluators[1]["size_by"] == size_by, name
 
 
-@detectron2
-def test_ssd300_shapes_trains_a_seeded_step_and_evaluates_as_train_net_does(tmp_path):
-    """The train_net path (d2imbalance.engine) on the mini shapes dataset: dataloader with the SSD
-    augmentation, one SimpleTrainer step, then do_test with COCO AP."""
+def shapes_step_and_test(config_name, tmp_path):
+    """The train_net path (d2imbalance.engine) on the mini shapes dataset for an SSD-family shapes
+    config: its dataloader (the SSD augmentation), one seeded SimpleTrainer step at batch 2, then
+    do_test. Returns (the step's EventStorage scalars, the evaluation results); shared by the SSD,
+    SSD-SCB and FSSD tests."""
     from detectron2.config import instantiate
     from detectron2.engine import SimpleTrainer
     from detectron2.utils.events import EventStorage
@@ -807,7 +808,7 @@ def test_ssd300_shapes_trains_a_seeded_step_and_evaluates_as_train_net_does(tmp_
     from d2imbalance import get_config
     from d2imbalance.engine import do_test, prepare_all_datasets
 
-    cfg = get_config("Baselines/ssd300_shapes.py")
+    cfg = get_config(config_name)
     cfg.dataloader.train.dataset.names = "shapes_mini_train"
     cfg.dataloader.test.dataset.names = "shapes_mini_val"
     cfg.dataloader.train.total_batch_size = 2
@@ -822,10 +823,16 @@ def test_ssd300_shapes_trains_a_seeded_step_and_evaluates_as_train_net_does(tmp_
     with EventStorage() as storage:
         trainer.iter = 0
         trainer.run_step()
-        latest = storage.latest()
-    assert math.isfinite(latest["total_loss"][0]) and latest["num_pos_anchors"][0] >= 1
-    assert latest["num_mined_negatives"][0] == pytest.approx(3 * latest["num_pos_anchors"][0])
-    results = do_test(cfg, model.eval())
+        latest = {k: v[0] for k, v in storage.latest().items()}
+    return latest, do_test(cfg, model.eval())
+
+
+@detectron2
+def test_ssd300_shapes_trains_a_seeded_step_and_evaluates_as_train_net_does(tmp_path):
+    """One step of Baselines/ssd300_shapes.py, then COCO AP and the recall by size."""
+    latest, results = shapes_step_and_test("Baselines/ssd300_shapes.py", tmp_path)
+    assert math.isfinite(latest["total_loss"]) and latest["num_pos_anchors"] >= 1
+    assert latest["num_mined_negatives"] == pytest.approx(3 * latest["num_pos_anchors"])
     assert set(results["bbox"]) >= {"AP", "AP50", "APs", "APm", "APl"}
     recall = results["recall_by_size"]
     assert {"recall_small@0.3", "recall_large@0.01", "truncated_images@0.01"} <= set(recall)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from test_ssd import _instances, _tiny_ssd
+from test_ssd import _instances, _tiny_ssd, shapes_step_and_test
 
 pytestmark = pytest.mark.detectron2
 
@@ -238,31 +238,8 @@ def test_ssd_scb_configs_set_the_paper_settings_on_the_matching_baseline(name):
 def test_ssd300_scb_shapes_trains_and_reports_ap_and_recall_by_size(tmp_path):
     """The train_net path on the mini shapes dataset: one SSD-SCB step logging the SCB statistics, then
     do_test with COCO AP and the paper's recall table."""
-    from detectron2.config import instantiate
-    from detectron2.engine import SimpleTrainer
-    from detectron2.utils.events import EventStorage
-
-    from d2imbalance import get_config
-    from d2imbalance.engine import do_test, prepare_all_datasets
-
-    cfg = get_config("ScaleBalanced/ssd300_scb_shapes.py")
-    cfg.dataloader.train.dataset.names = "shapes_mini_train"
-    cfg.dataloader.test.dataset.names = "shapes_mini_val"
-    cfg.dataloader.train.total_batch_size = 2
-    cfg.dataloader.train.num_workers = 0
-    cfg.dataloader.test.num_workers = 0
-    cfg.dataloader.evaluator[0].output_dir = str(tmp_path)
-    prepare_all_datasets(cfg)
-    torch.manual_seed(0)
-    model = instantiate(cfg.model)
-    cfg.optimizer.params.model = model
-    trainer = SimpleTrainer(model, instantiate(cfg.dataloader.train), instantiate(cfg.optimizer))
-    with EventStorage() as storage:
-        trainer.iter = 0
-        trainer.run_step()
-        latest = storage.latest()
-    assert math.isfinite(latest["total_loss"][0]) and latest["scb/mean_pos_anchor_weight"][0] > 0
-    results = do_test(cfg, model.eval())
+    latest, results = shapes_step_and_test("ScaleBalanced/ssd300_scb_shapes.py", tmp_path)
+    assert math.isfinite(latest["total_loss"]) and latest["scb/mean_pos_anchor_weight"] > 0
     assert set(results["bbox"]) >= {"AP", "APs"} and "recall_small@0.3" in results["recall_by_size"]
 
 
