@@ -219,6 +219,7 @@ def test_thread_candidates_are_the_safe_start_and_the_whole_share():
     assert thread_candidates({}, cores=2, num_workers=0) == [2]  # nothing to time
     assert thread_candidates({}, cores=16, num_workers=4, processes=2) == [4, 8]
     assert thread_candidates({}, cores=1, num_workers=2) == [1]
+    assert thread_candidates({}, cores=2, num_workers=0, processes=4) == [1]  # never 0 threads
     assert thread_candidates({"OMP_NUM_THREADS": "2"}, cores=8, num_workers=1) == []
 
 
@@ -240,7 +241,11 @@ def test_thread_tuner_times_each_candidate_keeps_the_fastest_and_checks_again():
     answers = [tuner.record(s) for s in (1.0, 1.0, 1.0, 3.0, 3.0, 3.0)]
     assert answers == [1, 1, 2, 2, 2, 1] and tuner.last_round == {1: 1.0, 2: 3.0}
     single = ThreadTuner([3], warmup=0)
-    assert [single.record(1.0) for _ in range(20)] == [3] * 20 and not single.decided
+    assert all(single.record(1.0) == 3 and not single.decided for _ in range(20))  # nothing to time
+    default = ThreadTuner([1, 2])  # warm-up 10 steps, 5 trials each, re-checked every 500 steps
+    assert not default.decided and (default.trials, default.period) == (5, 500)
+    assert [default.record(1.0) for _ in range(16)].index(2) == 14  # steps 1-10 warm up, 11-15 time 1
+    assert ThreadTuner([1, 2], trials=1, period=1).trials == 1  # the smallest valid settings
     for bad in (dict(candidates=[]), dict(candidates=[0, 1]), dict(candidates=[1], trials=0), dict(candidates=[1], period=0)):
         with pytest.raises(ValueError, match="candidates=|trials=|period="):
             ThreadTuner(**bad)
