@@ -626,7 +626,7 @@ def test_backbone_norm_switch_and_errors():
     assert SSDVGG(input_size=512, width_ratio=1 / 16, norm="GN").conv5_3.norm.num_groups == 2
     with pytest.raises(ValueError, match=r"32 \* width_ratio = 3.2 groups"):
         SSDVGG(width_ratio=0.1, norm="GN")
-    with pytest.raises(ValueError, match="use 300 or 512"):
+    with pytest.raises(ValueError, match=r"SSDVGG is built for input sizes \[300, 512\]"):
         SSDVGG(input_size=400)
     with pytest.raises(ValueError, match="must be positive"):
         SSDVGG(width_ratio=0)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._compat import require_detectron2
-from .vgg import _STRIDES, SSDVGG
+from .vgg import SSDVGG
 
 require_detectron2("d2imbalance.modeling.fssd")
 from detectron2.layers import Conv2d, get_norm  # noqa: E402
@@ -138,7 +138,7 @@ class FSSDVGG(SSDVGG):
             cin = width(out)
             names.append(name)
         self._out_features = names
-        self._out_feature_strides = dict(zip(names, _STRIDES[input_size]))
+        self._out_feature_strides = dict(zip(names, self.STRIDES[input_size]))
         self._out_feature_channels = {name: getattr(self, name).out_channels for name in names}
 
     def forward(self, x) -> Dict[str, Tensor]:

@@ -45,7 +45,7 @@ class SSDAnchorGenerator(DefaultAnchorGenerator):
         self,
         *,
         min_sizes: Sequence[float],
-        max_sizes: Sequence[float],
+        max_sizes: Optional[Sequence[float]],
         aspect_ratios: Sequence[Sequence[float]],
         strides: Sequence[float],
         offset: float = 0.5,
@@ -53,19 +53,25 @@ class SSDAnchorGenerator(DefaultAnchorGenerator):
     ):
         """
         Args:
-            min_sizes, max_sizes: s_k and s_k+1 of each map in pixels (:func:`~.ssd_ops.ssd_prior_sizes`).
+            min_sizes, max_sizes: s_k and s_k+1 of each map in pixels (:func:`~.ssd_ops.ssd_prior_sizes`);
+                max_sizes None: no sqrt(s_k s_k+1) box on any map (RefineDet's recipe).
             aspect_ratios: per map, the ratios besides 1 (SSD300: [[2], [2, 3], [2, 3], [2, 3], [2], [2]]).
             strides: per map, the prior step in pixels (SSD300: 8, 16, 32, 64, 100, 300).
             clip_size: > 0 clips the boxes to [0, clip_size]^2 (Caffe's ``clip: true``); 0 keeps them whole,
                 as the Caffe VOC/COCO recipes (``clip = False``) and mmdetection do.
         """
-        if not len(min_sizes) == len(max_sizes) == len(aspect_ratios) == len(strides):
+        lengths = {len(min_sizes), len(aspect_ratios), len(strides)} | ({len(max_sizes)} if max_sizes is not None else set())
+        if len(lengths) != 1:
             raise ValueError(
-                f"min_sizes ({len(min_sizes)}), max_sizes ({len(max_sizes)}), aspect_ratios "
-                f"({len(aspect_ratios)}) and strides ({len(strides)}) need one entry per feature map."
+                f"min_sizes ({len(min_sizes)}), max_sizes ({'None' if max_sizes is None else len(max_sizes)}), "
+                f"aspect_ratios ({len(aspect_ratios)}) and strides ({len(strides)}) need one entry per feature map."
             )
+        if max_sizes is None:
+            sizes = [[lo] for lo in min_sizes]
+        else:
+            sizes = [[lo, hi] for lo, hi in zip(min_sizes, max_sizes)]
         super().__init__(
-            sizes=[[lo, hi] for lo, hi in zip(min_sizes, max_sizes)],
+            sizes=sizes,
             aspect_ratios=[list(r) for r in aspect_ratios],
             strides=list(strides),
             offset=offset,
@@ -73,7 +79,9 @@ class SSDAnchorGenerator(DefaultAnchorGenerator):
         self.clip_size = clip_size
 
     def _calculate_anchors(self, sizes, aspect_ratios):
-        return BufferList([ssd_cell_anchors(lo, hi, ratios) for (lo, hi), ratios in zip(sizes, aspect_ratios)])
+        return BufferList(
+            [ssd_cell_anchors(size[0], size[1] if len(size) > 1 else None, ratios) for size, ratios in zip(sizes, aspect_ratios)]
+        )
 
     def forward(self, features: List[Tensor]) -> List[Boxes]:
         anchors = super().forward(features)
@@ -170,7 +178,7 @@ class SSD(DenseDetector):
                 f"The anchor generator makes {anchor_generator.num_anchors} boxes per location but the head "
                 f"predicts {head.num_anchors}; set head.num_anchors to 2 + 2 * len(aspect_ratios) per map."
             )
-        head_channels = [layer.in_channels for layer in head.cls_score]
+        head_channels = self.head_input_channels(head)
         backbone_channels = [shapes[f].channels for f in self.head_in_features]
         if head_channels != backbone_channels:
             raise ValueError(
@@ -188,6 +196,11 @@ class SSD(DenseDetector):
         self.test_nms_thresh = test_nms_thresh
         self.max_detections_per_image = max_detections_per_image
         self.input_format = input_format
+
+    @staticmethod
+    def head_input_channels(head: nn.Module) -> List[int]:
+        """The channels the head takes from each backbone map (checked against the backbone's)."""
+        return [layer.in_channels for layer in head.cls_score]
 
     def preprocess_image(self, batched_inputs: List[Dict[str, Tensor]]) -> ImageList:
         size = self.backbone.padding_constraints.get("square_size")
@@ -218,16 +231,22 @@ class SSD(DenseDetector):
                 object's match count M_i is ``(matched_idxs == i).sum()``.
         """
         anchors = Boxes.cat(anchors)
+        return self.label_priors_per_image([anchors] * len(gt_instances), gt_instances)
+
+    @torch.no_grad()
+    def label_priors_per_image(self, priors: List[Boxes], gt_instances: List[Instances]):
+        """:meth:`label_anchors` with each image's own priors (RefineDet's ODM matches its refined
+        anchors); same returns."""
         gt_labels, gt_boxes, matched_idxs = [], [], []
-        for inst in gt_instances:
-            matched = match_priors(pairwise_iou(inst.gt_boxes, anchors), self.iou_threshold)
+        for image_priors, inst in zip(priors, gt_instances):
+            matched = match_priors(pairwise_iou(inst.gt_boxes, image_priors), self.iou_threshold)
             if len(inst) > 0:
                 labels = inst.gt_classes[matched.clamp(min=0)]
                 boxes = inst.gt_boxes.tensor[matched.clamp(min=0)]
                 labels[matched < 0] = self.num_classes
             else:
                 labels = torch.full_like(matched, self.num_classes)
-                boxes = torch.zeros_like(anchors.tensor)
+                boxes = torch.zeros_like(image_priors.tensor)
             gt_labels.append(labels)
             gt_boxes.append(boxes)
             matched_idxs.append(matched)
@@ -257,15 +276,12 @@ class SSD(DenseDetector):
         Returns:
             {"loss_cls", "loss_box_reg"}, each divided by the batch's number of positive priors.
         """
-        anchors = Boxes.cat(anchors).tensor
-        gt_deltas = torch.stack([self.box2box_transform.get_deltas(anchors, boxes) for boxes in gt_boxes])
-        loss_cls, loss_box, num_pos, num_neg = multibox_loss(
+        loss_cls, loss_box, num_pos, num_neg = self.multibox_loss(
+            Boxes.cat(anchors).tensor,
             cat(pred_logits, dim=1),
             torch.stack(gt_labels),
             cat(pred_deltas, dim=1),
-            gt_deltas,
-            neg_pos_ratio=self.neg_pos_ratio,
-            smooth_l1_beta=self.smooth_l1_beta,
+            torch.stack(gt_boxes),
             cls_weights=cls_weights,
             box_weights=box_weights,
         )
@@ -273,6 +289,34 @@ class SSD(DenseDetector):
         storage.put_scalar("num_pos_anchors", num_pos / len(gt_labels))
         storage.put_scalar("num_mined_negatives", num_neg / len(gt_labels))
         return {"loss_cls": loss_cls, "loss_box_reg": loss_box}
+
+    def multibox_loss(
+        self,
+        priors: Tensor,
+        pred_logits: Tensor,
+        gt_labels: Tensor,
+        pred_deltas: Tensor,
+        gt_boxes: Tensor,
+        **kwargs,
+    ) -> Tuple[Tensor, Tensor, int, int]:
+        """:func:`~.ssd_ops.multibox_loss` with the box targets encoded on ``priors``.
+
+        Args:
+            priors: (R, 4) shared by the batch, or (N, R, 4) per image (RefineDet's refined anchors).
+            pred_logits, gt_labels, pred_deltas, gt_boxes: (N, R, K + 1), (N, R), (N, R, 4), (N, R, 4).
+            kwargs: ``cls_weights``, ``box_weights``, ``ignore`` of :func:`~.ssd_ops.multibox_loss`.
+        """
+        priors = priors.expand_as(gt_boxes)
+        gt_deltas = self.box2box_transform.get_deltas(priors.reshape(-1, 4), gt_boxes.reshape(-1, 4))
+        return multibox_loss(
+            pred_logits,
+            gt_labels,
+            pred_deltas,
+            gt_deltas.view_as(gt_boxes),
+            neg_pos_ratio=self.neg_pos_ratio,
+            smooth_l1_beta=self.smooth_l1_beta,
+            **kwargs,
+        )
 
     def forward_inference(self, images: ImageList, features: List[Tensor], predictions: List[List[Tensor]]):
         pred_logits, pred_deltas = self._transpose_dense_predictions(predictions, [self.num_classes + 1, 4])

@@ -45,22 +45,25 @@ def ssd_prior_sizes(
     return min_sizes, max_sizes
 
 
-def ssd_cell_anchors(min_size: float, max_size: float, aspect_ratios: Sequence[float]) -> torch.Tensor:
+def ssd_cell_anchors(min_size: float, max_size: Optional[float], aspect_ratios: Sequence[float]) -> torch.Tensor:
     """The default boxes of one feature-map cell, centred at (0, 0), XYXY, in Caffe's order.
 
-    A square of side s_k = ``min_size``, a square of side sqrt(s_k s_k+1) (s_k+1 = ``max_size``), then
-    for each ratio a in ``aspect_ratios`` a box of width s_k sqrt(a) and height s_k / sqrt(a) and its
-    transpose (Caffe's ``flip: true``). {2} gives 4 boxes, {2, 3} gives 6.
+    A square of side s_k = ``min_size``, a square of side sqrt(s_k s_k+1) (s_k+1 = ``max_size``; none
+    when ``max_size`` is None, as RefineDet's recipe, which gives no max sizes), then for each ratio a in
+    ``aspect_ratios`` a box of width s_k sqrt(a) and height s_k / sqrt(a) and its transpose (Caffe's
+    ``flip: true``). {2} gives 4 boxes, {2, 3} gives 6 (3 and 5 without a max size).
 
     Returns:
-        Tensor (2 + 2 * len(aspect_ratios), 4).
+        Tensor (1 + (max_size is not None) + 2 * len(aspect_ratios), 4).
     """
-    if not 0 < min_size <= max_size:
+    if min_size <= 0 or (max_size is not None and max_size < min_size):
         raise ValueError(f"Default-box sizes need 0 < min_size <= max_size, got {min_size}, {max_size}.")
     if any(a <= 0 for a in aspect_ratios):
         raise ValueError(f"aspect_ratios={list(aspect_ratios)} must be positive, e.g. [2, 3].")
-    extra = math.sqrt(min_size * max_size)
-    wh = [(min_size, min_size), (extra, extra)]
+    wh = [(min_size, min_size)]
+    if max_size is not None:
+        extra = math.sqrt(min_size * max_size)
+        wh.append((extra, extra))
     for a in aspect_ratios:
         wh += [(min_size * math.sqrt(a), min_size / math.sqrt(a)), (min_size / math.sqrt(a), min_size * math.sqrt(a))]
     wh = torch.tensor(wh, dtype=torch.float32)
@@ -94,9 +97,15 @@ def match_priors(iou: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
 
 
 @torch.no_grad()
-def hard_negative_mask(neg_losses: torch.Tensor, pos_mask: torch.Tensor, neg_pos_ratio: float = 3.0) -> torch.Tensor:
-    """Per image, the ``floor(neg_pos_ratio * num_pos)`` negatives with the largest loss (all of them if
-    fewer); an image without positives mines none (Caffe's MineHardExamples, mmdetection, ssd.pytorch).
+def hard_negative_mask(
+    neg_losses: torch.Tensor,
+    pos_mask: torch.Tensor,
+    neg_pos_ratio: float = 3.0,
+    eligible: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Per image, the ``floor(neg_pos_ratio * num_pos)`` eligible negatives with the largest loss (all of
+    them if fewer); an image without positives mines none (Caffe's MineHardExamples, mmdetection,
+    ssd.pytorch).
 
     One ``topk`` over the batch, k = the largest per-image quota: the batch's priors are partially
     sorted once.
@@ -104,17 +113,21 @@ def hard_negative_mask(neg_losses: torch.Tensor, pos_mask: torch.Tensor, neg_pos
     Args:
         neg_losses: (N, R) the loss each prior would have as background (SSD: softmax CE).
         pos_mask: (N, R) bool, positive priors.
+        eligible: (N, R) bool, the priors that may be mined; default every non-positive prior.
+            RefineDet's ODM excludes the anchors its negative anchor filtering removed.
 
     Returns:
         (N, R) bool, the mined negatives.
     """
+    if eligible is None:
+        eligible = ~pos_mask
     num_pos = pos_mask.sum(dim=1)
-    num_neg = torch.minimum((num_pos * neg_pos_ratio).floor().long(), (~pos_mask).sum(dim=1))
+    num_neg = torch.minimum((num_pos * neg_pos_ratio).floor().long(), eligible.sum(dim=1))
     mask = torch.zeros_like(pos_mask)
     k = int(num_neg.max())
     if k == 0:
         return mask
-    candidates = neg_losses.masked_fill(pos_mask, float("-inf"))
+    candidates = neg_losses.masked_fill(~eligible, float("-inf"))
     order = candidates.topk(k, dim=1).indices
     chosen = torch.arange(k, device=order.device)[None, :] < num_neg[:, None]
     return mask.scatter_(1, order, chosen)
@@ -130,6 +143,7 @@ def multibox_loss(
     smooth_l1_beta: float = 1.0,
     cls_weights: Optional[torch.Tensor] = None,
     box_weights: Optional[torch.Tensor] = None,
+    ignore: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, int, int]:
     """SSD's loss: softmax cross-entropy on positives and hard-mined negatives, smooth-L1 on the
     positives' box deltas, both summed over the batch and divided by its number of positives
@@ -144,14 +158,21 @@ def multibox_loss(
         cls_weights: optional (N, R) factors on each prior's cross-entropy, applied after mining (which
             ranks the unweighted loss); None = 1. SSD-SCB weights positives this way.
         box_weights: optional (N, R) factors on each positive's box loss; None = 1.
+        ignore: optional (N, R) bool, priors that take no loss at all: neither positive (nor counted
+            in the normaliser and the mining quota) nor mined as negatives (RefineDet's negative
+            anchor filtering in its ODM).
 
     Returns:
         loss_cls, loss_box (scalars), number of positives, number of mined negatives.
     """
     background = cls_logits.shape[-1] - 1
     pos_mask = gt_labels != background
+    eligible = ~pos_mask
+    if ignore is not None:
+        pos_mask = pos_mask & ~ignore
+        eligible = eligible & ~ignore
     ce = F.cross_entropy(cls_logits.flatten(0, 1), gt_labels.flatten(), reduction="none").view_as(gt_labels)
-    neg_mask = hard_negative_mask(ce, pos_mask, neg_pos_ratio)
+    neg_mask = hard_negative_mask(ce, pos_mask, neg_pos_ratio, eligible)
     if cls_weights is not None:
         ce = ce * cls_weights
     num_pos = int(pos_mask.sum())

@@ -69,11 +69,18 @@ class SSDVGG(Backbone):
 
     Images are padded to ``input_size`` squared (``padding_constraints``), the size SSD is built for.
 
-    Subclasses (FSSD's :class:`~.fssd.FSSDVGG`) may replace the extra layers through the class attribute
-    ``EXTRA_BLOCKS`` ({input_size: ((mid, out, kernel, stride, padding), ...)}, blocks conv6, conv7, ...).
+    Subclasses (FSSD's :class:`~.fssd.FSSDVGG`, RefineDet's :class:`~.refinedet.RefineDetVGG`) change the
+    network through class attributes: ``EXTRA_BLOCKS`` ({input_size: ((mid, out, kernel, stride, padding),
+    ...)}, blocks conv6, conv7, ...), ``STRIDES`` ({input_size: one stride per output}), ``POOL5`` (kernel,
+    stride, padding), ``FC6_DILATION`` and ``VGG_OUTPUTS`` (the VGG16 layers output before the extra
+    layers). An output ``name`` is L2-normalised when the module has a ``{name}_norm`` (:class:`L2Norm`).
     """
 
     EXTRA_BLOCKS = _EXTRA_BLOCKS
+    STRIDES = _STRIDES
+    POOL5 = (3, 1, 1)  # SSD: stride 1, so fc7 keeps conv5_3's resolution
+    FC6_DILATION = 6
+    VGG_OUTPUTS = ("conv4_3", "fc7")
 
     def __init__(
         self, *, input_size: int = 300, width_ratio: float = 1.0, norm: str = "", l2norm_scale: Optional[float] = 20.0
@@ -91,7 +98,10 @@ class SSDVGG(Backbone):
         """
         super().__init__()
         if input_size not in self.EXTRA_BLOCKS:
-            raise ValueError(f"input_size={input_size}: SSDVGG builds SSD300 or SSD512; use 300 or 512.")
+            raise ValueError(
+                f"input_size={input_size}: {type(self).__name__} is built for input sizes "
+                f"{sorted(self.EXTRA_BLOCKS)}; use one of them."
+            )
         if width_ratio <= 0:
             raise ValueError(f"width_ratio={width_ratio} must be positive (1.0 = the paper's VGG16).")
         self.input_size = input_size
@@ -124,16 +134,16 @@ class SSDVGG(Backbone):
             for i in range(1, repeats + 1):
                 weight_init.c2_msra_fill(conv(f"conv{block}_{i}", cin, cout, 3, padding=1))
                 cin = cout
-            pool = nn.MaxPool2d(3, 1, 1) if block == 5 else nn.MaxPool2d(2, 2, ceil_mode=True)
+            pool = nn.MaxPool2d(*self.POOL5) if block == 5 else nn.MaxPool2d(2, 2, ceil_mode=True)
             self.add_module(f"pool{block}", pool)
             self._stages.append(f"pool{block}")
         # on the conv4_3 output only, not pool4's input
         self.conv4_3_norm = L2Norm(width(512), l2norm_scale) if l2norm_scale is not None else None
         fc = width(1024)
-        weight_init.c2_msra_fill(conv("fc6", cin, fc, 3, padding=6, dilation=6))
+        weight_init.c2_msra_fill(conv("fc6", cin, fc, 3, padding=self.FC6_DILATION, dilation=self.FC6_DILATION))
         weight_init.c2_msra_fill(conv("fc7", fc, fc, 1))
         cin = fc
-        names = ["conv4_3", "fc7"]
+        names = list(self.VGG_OUTPUTS)
         # The extra layers are the paper's (no norm): their last maps are 1x1, where BatchNorm would
         # normalise one value per image and channel.
         for block, (mid, out, kernel, stride, padding) in enumerate(self.EXTRA_BLOCKS[input_size], start=6):
@@ -145,7 +155,7 @@ class SSDVGG(Backbone):
                 nn.init.zeros_(layer.bias)
             names.append(f"conv{block}_2")
         self._out_features = names
-        self._out_feature_strides = dict(zip(names, _STRIDES[input_size]))
+        self._out_feature_strides = dict(zip(names, self.STRIDES[input_size]))
         self._out_feature_channels = {name: getattr(self, name).out_channels for name in names}
 
     @property
@@ -163,10 +173,9 @@ class SSDVGG(Backbone):
         outputs = {}
         for name in self._stages:
             x = getattr(self, name)(x)
-            if name == "conv4_3":
-                outputs[name] = self.conv4_3_norm(x) if self.conv4_3_norm is not None else x
-            elif name in self._out_feature_strides:
-                outputs[name] = x
+            if name in self._out_feature_strides:
+                norm = getattr(self, f"{name}_norm", None)
+                outputs[name] = norm(x) if norm is not None else x
         return outputs
 
     def output_shape(self):
