@@ -81,6 +81,16 @@ def test_cell_anchors_square_extra_square_and_ratio_boxes_in_caffe_order():
         ssd_cell_anchors(30.0, 60.0, [0])
 
 
+def test_cell_anchors_without_a_max_size_have_no_extra_square():
+    """RefineDet's anchors: 32 px, ratios 1, 2, 1/2 -> 32x32, 45.25x22.63, 22.63x45.25 (3 boxes)."""
+    r2 = math.sqrt(2.0)
+    wh = [(32, 32), (32 * r2, 32 / r2), (32 / r2, 32 * r2)]
+    expected = torch.tensor([[-w / 2, -h / 2, w / 2, h / 2] for w, h in wh])
+    assert torch.allclose(ssd_cell_anchors(32.0, None, [2]), expected)
+    with pytest.raises(ValueError, match="min_size <= max_size"):
+        ssd_cell_anchors(-1.0, None, [2])
+
+
 # ----------------------------------------------------------------------------- matching
 def test_match_threshold_is_inclusive_and_the_argmax_ground_truth_wins():
     """Prior 0: IoU 0.5 with gt 0 -> positive; prior 1: 0.49 -> background; prior 2: 0.7 vs 0.6 -> gt 0;
@@ -229,6 +239,37 @@ def test_multibox_loss_without_positives_is_exactly_zero_with_zero_gradients():
     assert loss_cls.item() == 0.0 and loss_box.item() == 0.0 and (num_pos, num_neg) == (0, 0)
     (loss_cls + loss_box).backward()
     assert torch.equal(logits.grad, torch.zeros_like(logits)) and torch.equal(pred.grad, torch.zeros_like(pred))
+
+
+def test_multibox_loss_ignore_mask_takes_priors_out_of_loss_quota_and_mining():
+    """RefineDet's ODM filter: ignoring the hardest negative (prior 1, ln 32) and a second positive (prior
+    5) leaves 1 positive (normaliser and quota 1 x 3) and mines ln 16, ln 8, ln 4 instead; ignored priors
+    get no gradient."""
+    logits, labels, pred, gt = _loss_case()
+    labels[0, 5] = 0
+    pred[0, 5] = 7.0
+    gt[0, 5] = 0.0
+    ignore = torch.zeros(2, 6, dtype=torch.bool)
+    ignore[0, 1] = ignore[0, 5] = True
+    logits.requires_grad_(True)
+    loss_cls, loss_box, num_pos, num_neg = multibox_loss(logits, labels, pred, gt, ignore=ignore)
+    assert loss_cls.item() == pytest.approx(LN3 + math.log(16 * 8 * 4), rel=1e-5)
+    assert loss_box.item() == pytest.approx(1.63, rel=1e-5)
+    assert (num_pos, num_neg) == (1, 3)
+    loss_cls.backward()
+    touched = logits.grad.abs().sum(-1) > 0
+    assert touched[0].tolist() == [True, False, True, True, True, False]
+    # Without the mask prior 5 is a positive: 2 positives, quota 6 (all 4 negatives mined).
+    assert multibox_loss(logits, labels, pred, gt)[2:] == (2, 4)
+
+
+def test_hard_negative_mask_mines_only_eligible_priors():
+    losses = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.5]])
+    pos = torch.tensor([[True, False, False, False, False, False]])
+    eligible = torch.tensor([[False, False, True, True, False, True]])
+    assert hard_negative_mask(losses, pos, 3.0, eligible).tolist() == [[False, False, True, True, False, True]]
+    assert hard_negative_mask(losses, pos, 2.0, eligible).tolist() == [[False, False, True, True, False, False]]
+    assert hard_negative_mask(losses, pos, 3.0).tolist() == [[False, True, True, True, False, False]]
 
 
 def test_mining_is_not_differentiated_and_positives_get_gradient():

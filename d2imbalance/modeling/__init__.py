@@ -1,6 +1,7 @@
 """Vanilla detectors that detectron2 lacks, built from its parts: SSD300 / SSD512 (Liu et al., ECCV 2016)
-on SSD's reduced VGG16, and FSSD300 / FSSD512 (Li & Zhou 2017): SSD on :class:`.fssd.FSSDVGG`. They know
-no imbalance method; the projects subclass them.
+on SSD's reduced VGG16, FSSD300 / FSSD512 (Li & Zhou 2017): SSD on :class:`.fssd.FSSDVGG`, and
+RefineDet320 / RefineDet512 (Zhang et al., CVPR 2018): :class:`.refinedet.RefineDet`. They know no
+imbalance method; the projects subclass them.
 
 :mod:`.ssd_ops` (priors, matching, hard negative mining, loss, candidate selection) is pure torch and
 imports without detectron2; the modules are imported here only when detectron2 is installed.
@@ -32,12 +33,18 @@ if detectron2_available():
 
     ensure_pkg_resources()
     from .fssd import FSSDVGG, FeatureFusion
+    from .refinedet import ModuleTargets, RefineDet, RefineDetHead, RefineDetVGG, TransferConnectionBlock
     from .ssd import SSD, SSD_BOX_WEIGHTS, SSDAnchorGenerator, SSDHead
     from .vgg import L2Norm, SSDVGG, TorchvisionVGG16Handler, convert_torchvision_vgg16
 
     __all__ += [
         "FeatureFusion",
         "FSSDVGG",
+        "ModuleTargets",
+        "RefineDet",
+        "RefineDetHead",
+        "RefineDetVGG",
+        "TransferConnectionBlock",
         "SSD",
         "SSD_BOX_WEIGHTS",
         "SSDAnchorGenerator",

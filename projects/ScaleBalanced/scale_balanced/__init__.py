@@ -1,5 +1,5 @@
-"""Scale-balanced loss (Shuang et al., Pattern Recognition 2021) for SSD (the paper's detector) and
-detectron2's RetinaNet and Faster R-CNN. See projects/ScaleBalanced/README.md.
+"""Scale-balanced loss (Shuang et al., Pattern Recognition 2021) for the paper's detectors (SSD, FSSD and
+RefineDet) and detectron2's RetinaNet and Faster R-CNN. See projects/ScaleBalanced/README.md.
 
 The pure-torch weighting code (:mod:`.weights`, :mod:`.loss`, :mod:`.matching`) imports without
 detectron2. The detectors need it, so they are imported only when detectron2 is installed; importing
@@ -32,7 +32,15 @@ if detectron2_available():
     ensure_pkg_resources()
     from .meta_arch import RetinaNetSCB
     from .roi_heads import ScaleBalancedFastRCNNOutputLayers, ScaleBalancedROIHeads
+    from .refinedet import RefineDetSCB
     from .rpn import ScaleBalancedRPN
     from .ssd import SSDSCB
 
-    __all__ += ["RetinaNetSCB", "ScaleBalancedRPN", "ScaleBalancedROIHeads", "ScaleBalancedFastRCNNOutputLayers", "SSDSCB"]
+    __all__ += [
+        "RetinaNetSCB",
+        "ScaleBalancedRPN",
+        "ScaleBalancedROIHeads",
+        "ScaleBalancedFastRCNNOutputLayers",
+        "SSDSCB",
+        "RefineDetSCB",
+    ]

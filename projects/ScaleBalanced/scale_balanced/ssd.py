@@ -21,7 +21,7 @@ from detectron2.utils.events import get_event_storage
 from .meta_arch import check_scb_args, gt_areas
 from .weights import batch_scale_balanced_weights
 
-__all__ = ["SSDSCB"]
+__all__ = ["SSDSCB", "ssd_prior_weights"]
 
 
 def ssd_match_labels(matched_idxs: List[Tensor]) -> List[Tensor]:
@@ -69,19 +69,32 @@ class SSDSCB(SSD):
             cls_weights=weights, box_weights=weights if self.weight_box_loss else None,
         )
 
-    @torch.no_grad()
     def prior_weights(self, matched_idxs: List[Tensor], gt_instances) -> Tensor:
-        """(N, R) weights: W_i of the owner on positive priors, 1 on background; logs the size-class
-        statistics (mean M, weight, unmatched fraction by input-resolution size) to EventStorage."""
-        indices, labels = ssd_match_labels(matched_idxs)
-        weights, stats = batch_scale_balanced_weights(
-            indices, labels, gt_areas(gt_instances),
-            form=self.weighting_form, alpha=self.scb_alpha, beta=self.scb_beta,
+        """(N, R) weights: W_i of the owner on positive priors, 1 on background (:func:`ssd_prior_weights`)."""
+        return ssd_prior_weights(
+            matched_idxs, gt_instances, form=self.weighting_form, alpha=self.scb_alpha, beta=self.scb_beta
         )
-        weights = torch.stack(weights)
-        storage = get_event_storage()
-        storage.put_scalars(**stats)
-        positive = torch.stack(labels) == 1
-        if positive.any():
-            storage.put_scalar("scb/mean_pos_anchor_weight", weights[positive].mean().item())
-        return weights
+
+
+@torch.no_grad()
+def ssd_prior_weights(
+    matched_idxs: List[Tensor], gt_instances, *, form: str, alpha: float, beta: float, log_prefix: str = "scb"
+) -> Tensor:
+    """(N, R) weights of an SSD-style matching: W_i of the owner on positive priors, 1 on background; logs
+    the size-class statistics (mean M, weight, unmatched fraction by input-resolution size) and the mean
+    positive weight to EventStorage under ``log_prefix`` (RefineDet-SCB: "scb/arm", "scb/odm").
+
+    Args:
+        matched_idxs: per image (R,) the matched ground truth's index, -1 on background.
+    """
+    indices, labels = ssd_match_labels(matched_idxs)
+    weights, stats = batch_scale_balanced_weights(
+        indices, labels, gt_areas(gt_instances), form=form, alpha=alpha, beta=beta
+    )
+    weights = torch.stack(weights)
+    storage = get_event_storage()
+    storage.put_scalars(**{log_prefix + key[len("scb"):]: value for key, value in stats.items()})
+    positive = torch.stack(labels) == 1
+    if positive.any():
+        storage.put_scalar(f"{log_prefix}/mean_pos_anchor_weight", weights[positive].mean().item())
+    return weights
