@@ -1,7 +1,9 @@
 """Speed and memory of a method against its baseline, measured in one run on identical inputs.
 
-Both models are built from their configs, warmed up, then timed interleaved (the order alternates
-every iteration) so that machine noise hits both alike. Reported: median training step (forward +
+Both models are built from their configs; training steps are warmed up and timed first, then inference,
+each phase interleaved (the order alternates every iteration) so that machine noise hits both alike.
+Inference is timed in its own phase so that its time does not depend on what the allocator and caches
+were left with by the backward pass just before it. Reported: median training step (forward +
 backward + optimizer step), median inference time per image, peak memory (max allocated on GPU;
 on CPU the growth of peak RSS while training, the median of three fresh child processes per model,
 so one model's freed memory cannot hide in the other's number), and the method / baseline ratios.
@@ -175,16 +177,13 @@ def run_benchmark(method: str, baseline: str, settings: BenchmarkSettings) -> Di
     times: Dict[str, Dict[str, list]] = {name: {"train": [], "infer": []} for name in ("baseline", "method")}
     with EventStorage():
         runners = {"baseline": _Runner(baseline, settings), "method": _Runner(method, settings)}
-        for _ in range(settings.warmup):
-            for runner in runners.values():
-                runner.train_step()
-                runner.inference_per_image()
-        for i in range(settings.iters):
-            order = ("baseline", "method") if i % 2 == 0 else ("method", "baseline")
-            for name in order:
-                times[name]["train"].append(runners[name].train_step())
-            for name in order:
-                times[name]["infer"].append(runners[name].inference_per_image())
+        for phase, step in (("train", _Runner.train_step), ("infer", _Runner.inference_per_image)):
+            for _ in range(settings.warmup):
+                for runner in runners.values():
+                    step(runner)
+            for i in range(settings.iters):
+                for name in ("baseline", "method") if i % 2 == 0 else ("method", "baseline"):
+                    times[name][phase].append(step(runners[name]))
     del runners
     measure_memory = _peak_memory_mib if settings.device.startswith("cuda") else _peak_memory_in_child
     result = {"settings": asdict(settings), "configs": {"baseline": baseline, "method": method}}

@@ -503,3 +503,38 @@ def test_setup_without_lr_reference_or_workers_uses_the_configs_own(tmp_path, mo
     assert "optimizer.lr=0.02 with dataloader.train.total_batch_size=4, but this recipe uses lr 0.01 at batch 4" in log
     assert "No GPU found" not in log and "needs a GPU" not in log
     assert cfg.train.device == "cpu" and cfg.train.amp.enabled is False
+
+
+def test_benchmark_times_training_then_inference_each_interleaved(monkeypatch):
+    """Warm-up then timed steps per phase, training first; the order alternates every iteration; the
+    reported values are the medians (in ms) and the ratios method / baseline."""
+    import d2imbalance.benchmark as bench
+
+    calls = []
+
+    class FakeRunner:
+        def __init__(self, config, settings):
+            self.name = "m" if config == "M" else "b"
+
+        def train_step(self):
+            calls.append(("train", self.name))
+            return {"b": 1.0, "m": 1.5}[self.name] * (1 + sum(c[0] == "train" for c in calls) % 3)
+
+        def inference_per_image(self):
+            calls.append(("infer", self.name))
+            return {"b": 0.2, "m": 0.1}[self.name]
+
+    monkeypatch.setattr(bench, "_Runner", FakeRunner)
+    monkeypatch.setattr(bench, "_peak_memory_in_child", lambda config, settings: {"M": 30.0, "B": 20.0}[config])
+    result = bench.run_benchmark("M", "B", bench.BenchmarkSettings(iters=3, warmup=1))
+    assert calls == [
+        ("train", "b"), ("train", "m"),  # warm-up
+        ("train", "b"), ("train", "m"), ("train", "m"), ("train", "b"), ("train", "b"), ("train", "m"),
+        ("infer", "b"), ("infer", "m"),  # warm-up
+        ("infer", "b"), ("infer", "m"), ("infer", "m"), ("infer", "b"), ("infer", "b"), ("infer", "m"),
+    ]
+    # timed training calls 3..8: baseline at positions 3, 6, 7 -> factors 1, 1, 2 (1 + n % 3); method at 4, 5, 8
+    assert result["baseline"]["train_step_ms"] == pytest.approx(1000.0)
+    assert result["method"]["train_step_ms"] == pytest.approx(1500.0 * 3)
+    assert result["ratio"]["inference_ms_per_image"] == pytest.approx(0.5)
+    assert result["ratio"]["peak_memory_mib"] == pytest.approx(1.5)
