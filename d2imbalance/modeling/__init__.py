@@ -1,6 +1,7 @@
 """Vanilla detectors that detectron2 lacks, built from its parts: SSD300 / SSD512 (Liu et al., ECCV 2016)
-on SSD's reduced VGG16, and FSSD300 / FSSD512 (Li & Zhou 2017): SSD on :class:`.fssd.FSSDVGG`. They know
-no imbalance method; the projects subclass them.
+on SSD's reduced VGG16, FSSD300 / FSSD512 (Li & Zhou 2017): SSD on :class:`.fssd.FSSDVGG`, and DSSD321 /
+DSSD513 (Fu et al. 2017): SSD on :class:`.dssd.DSSDResNet` with :class:`.dssd.DSSDHead`. They know no
+imbalance method; the projects subclass them.
 
 :mod:`.ssd_ops` (priors, matching, hard negative mining, loss, candidate selection) is pure torch and
 imports without detectron2; the modules are imported here only when detectron2 is installed.
@@ -31,11 +32,27 @@ if detectron2_available():
     from d2imbalance._compat import ensure_pkg_resources
 
     ensure_pkg_resources()
+    from .dssd import (
+        CaffeMaxPoolStem,
+        DeconvolutionModule,
+        DSSDHead,
+        DSSDResNet,
+        ExtraResBlock,
+        PredictionModule,
+        deconv_geometry,
+    )
     from .fssd import FSSDVGG, FeatureFusion
     from .ssd import SSD, SSD_BOX_WEIGHTS, SSDAnchorGenerator, SSDHead
     from .vgg import L2Norm, SSDVGG, TorchvisionVGG16Handler, convert_torchvision_vgg16
 
     __all__ += [
+        "CaffeMaxPoolStem",
+        "DeconvolutionModule",
+        "DSSDHead",
+        "DSSDResNet",
+        "ExtraResBlock",
+        "PredictionModule",
+        "deconv_geometry",
         "FeatureFusion",
         "FSSDVGG",
         "SSD",
