@@ -88,15 +88,19 @@ def test_extra_blocks_and_deconvolutions_have_the_scripts_geometry():
     from d2imbalance.modeling import DSSDResNet
 
     small = DSSDResNet(input_size=321, depth=50, width_ratio=1 / 32, norm="BN", freeze_at=0)
-    extras = [(getattr(small, f"res{i}").conv1.kernel_size[0], getattr(small, f"res{i}").conv1.stride[0]) for i in range(6, 10)]
-    assert extras == [(2, 2), (2, 2), (3, 1), (3, 1)]
-    assert all(getattr(small, f"res{i}").shortcut.kernel_size == getattr(small, f"res{i}").conv1.kernel_size for i in range(6, 10))
+    blocks = [getattr(small, f"res{i}") for i in range(6, 10)]
+    assert [(b.conv1.kernel_size[0], b.conv1.stride[0]) for b in blocks] == [(2, 2), (2, 2), (3, 1), (3, 1)]
+    assert all(b.shortcut.kernel_size == b.conv1.kernel_size and b.shortcut.stride == b.conv1.stride for b in blocks)
     assert small.res9.conv1.norm is None and small.res9.conv1.bias is not None  # no norm by default, as SSD's
     assert type(small.deconv8.skip_conv1.norm).__name__ == "BatchNorm2d"  # the decoder's BN (Fig. 3)
-    deconvs = {n: (getattr(small, n).deconv.kernel_size[0], getattr(small, n).deconv.stride[0]) for n in NAMES[321][:-1]}
+
+    def geometry(module):
+        return module.deconv.kernel_size[0], module.deconv.stride[0]
+
+    deconvs = {n: geometry(getattr(small, n)) for n in NAMES[321][:-1]}
     assert deconvs == {"deconv8": (3, 1), "deconv7": (3, 1), "deconv6": (2, 2), "deconv5": (2, 2), "deconv3": (2, 2)}
     large = DSSDResNet(input_size=513, depth=50, width_ratio=1 / 32, norm="BN", freeze_at=0)
-    assert all((getattr(large, n).deconv.kernel_size[0], getattr(large, n).deconv.stride[0]) == (2, 2) for n in NAMES[513][:-1])
+    assert all(geometry(getattr(large, n)) == (2, 2) for n in NAMES[513][:-1])
 
 
 def test_deconv_geometry_and_refused_sizes():
@@ -150,7 +154,8 @@ def test_deconvolution_module_by_hand():
     norms = [type(m.norm).__name__ for m in (normed.deconv_conv, normed.skip_conv1, normed.skip_conv2)]
     assert norms == ["BatchNorm2d"] * 3 and normed.deconv_conv.bias is None
     assert normed(torch.rand(2, 8, 1, 1), torch.rand(2, 4, 3, 3)).shape == (2, 6, 3, 3)  # 1 -> 3, as 321's top
-    with pytest.raises(ValueError, match=r"deconvolution gives \(4, 4\) but the encoder map is \(5, 5\).*deconv_geometry\(2, 5\)"):
+    mismatch = r"deconvolution gives \(4, 4\) but the encoder map is \(5, 5\).*deconv_geometry\(2, 5\)"
+    with pytest.raises(ValueError, match=mismatch):
         normed(torch.rand(2, 8, 2, 2), torch.rand(2, 4, 5, 5))
 
 
@@ -309,17 +314,18 @@ def test_dssd_configs_keep_their_ssd_baselines_data_and_schedule(name):
     assert cfg.train.lr_reference == ssd.train.lr_reference and cfg.train.max_iter == ssd.train.max_iter
     assert cfg.dataloader.train.total_batch_size == ssd.dataloader.train.total_batch_size
     assert cfg.dataloader.train.dataset == ssd.dataloader.train.dataset
-    assert cfg.dataloader.test.dataset == ssd.dataloader.test.dataset and cfg.dataloader.evaluator == ssd.dataloader.evaluator
+    assert cfg.dataloader.test.dataset == ssd.dataloader.test.dataset
+    assert cfg.dataloader.evaluator == ssd.dataloader.evaluator
     for mapper, resize in ((cfg.dataloader.train.mapper, 3), (cfg.dataloader.test.mapper, 0)):
         assert mapper.augmentations[resize].shape == (size, size) and mapper.image_format == "BGR"
     assert cfg.train.output_dir == f"./output/{name}"
+    resnet = cfg.model.backbone
     if "coco" in name:
         assert cfg.train.init_checkpoint == "detectron2://ImageNetPretrained/MSRA/R-101.pkl"
-        assert (cfg.model.backbone.depth, cfg.model.backbone.width_ratio, cfg.model.backbone.norm) == (101, 1.0, "FrozenBN")
+        assert (resnet.depth, resnet.width_ratio, resnet.norm, resnet.freeze_at) == (101, 1.0, "FrozenBN", 2)
     else:
         assert cfg.train.init_checkpoint == ""
-        assert (cfg.model.backbone.depth, cfg.model.backbone.width_ratio, cfg.model.backbone.norm) == (50, 0.125, "BN")
-        assert cfg.model.backbone.freeze_at == 0
+        assert (resnet.depth, resnet.width_ratio, resnet.norm, resnet.freeze_at) == (50, 0.125, "BN", 0)
 
     model = instantiate(cfg.model)
     assert type(model) is SSD and model.head_in_features == NAMES[size]

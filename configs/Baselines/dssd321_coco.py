@@ -1,4 +1,4 @@
-"""DSSD321 on COCO 2017 (Fu et al. 2017, arXiv 1701.06659, Table 4: 28.0 AP on test-dev, SSD321 28.0):
+"""DSSD321 on COCO 2017 (Fu et al. 2017, arXiv 1701.06659, Table 4: 28.0 AP on COCO test-dev):
 configs/common/models/dssd.py at 321 for 80 classes, with the data, SSD augmentation (warped to 321x321)
 and 400k-iteration schedule of configs/Baselines/ssd300_coco.py, from detectron2's ImageNet R-101.pkl.
 

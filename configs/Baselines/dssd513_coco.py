@@ -1,4 +1,4 @@
-"""DSSD513 on COCO 2017 (Fu et al. 2017, arXiv 1701.06659, Table 4: 33.2 AP on test-dev, SSD513 31.2):
+"""DSSD513 on COCO 2017 (Fu et al. 2017, arXiv 1701.06659, Table 4 and abstract: 33.2 AP on COCO test-dev):
 configs/common/models/dssd.py at 513 for 80 classes with the default boxes of the authors' COCO script
 (ssd_coco_resnet_deconv_513.py: s_k from 10% to 95% of 513, the first map 4%; aspect ratios 1.6, 2, 3 on
 the 7 maps 64 ... 1: 43688 boxes), and the data, SSD augmentation (warped to 513x513) and 400k-iteration

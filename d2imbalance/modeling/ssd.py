@@ -85,7 +85,9 @@ class SSDAnchorGenerator(DefaultAnchorGenerator):
 
 class SSDHead(nn.Module):
     """One 3x3 convolution per map for the class scores (K + 1, background last) and one for the box
-    deltas of each default box; Xavier-initialised with zero bias (Caffe's and mmdetection's SSD)."""
+    deltas of each default box; Xavier-initialised with zero bias (Caffe's and mmdetection's SSD).
+    ``in_channels`` (each map's channels) and ``num_anchors`` are what :class:`SSD` checks against the
+    backbone and the anchor generator."""
 
     def __init__(self, *, input_shape: List[ShapeSpec], num_classes: int, num_anchors: List[int]):
         """
