@@ -7,36 +7,36 @@ The network follows the paper; where the paper leaves a detail open, the authors
 (chengyangfu/caffe, branch dssd: examples/ssd/ssd_pascal_resnet_deconv_321.py,
 ssd_coco_resnet_deconv_513.py) are followed, as noted:
 
-* encoder (paper §3.1, Table 1): detectron2's ResNet-101 (its parameter names, so detectron2's MSRA
-  ``R-101.pkl`` warm-starts it). conv3_x (``res3``) and conv5_x (``res5``) are sources; conv5_x keeps
-  stride 16 with dilation 2 (the Caffe ``use_dilation_conv5``) so that DSSD321's maps are 40 (conv3_x)
-  and 20 (conv5_x), as Table 1; the stem's max-pool is Caffe's (no padding, rounding up), the pooling
-  the MSRA weights were trained with and the one that gives 321 -> 80 -> 40 (detectron2's padded pool
-  gives 81 -> 41). Then the extra layers conv6_x ... (§3.1: residual blocks after conv5_x), each a
-  bottleneck residual block (256, 256, 1024 channels, projection shortcut) whose first convolution and
-  shortcut have the geometry of the Caffe scripts: DSSD321 20 -> 10 -> 5 (2x2 stride 2) -> 3 -> 1
-  (3x3 without padding); DSSD513 32 -> 16 -> 8 -> 4 -> 2 -> 1 (2x2 stride 2). They have no norm by
-  default, as SSD's extra layers (the Caffe scripts put BatchNorm in them; the last block's map is 1x1,
-  where PyTorch's BatchNorm refuses a single image per device, and the DSSD513 script trains one image
-  per GPU, which Caffe's BatchNorm tolerates); ``extra_norm`` sets one.
-* decoder (§3.2, Fig. 1 and 3): from the top encoder map down to conv3_x's size, one
-  :class:`DeconvolutionModule` per level: the deeper map through a deconvolution, a 3x3 convolution
-  and BN; the encoder map of that level through 3x3 conv, BN, ReLU, 3x3 conv, BN; their element-wise
-  product, then ReLU (512 channels). The paper's deconvolution is 2x2 stride 2; where the map does not
-  double (DSSD321 1 -> 3 -> 5) it has stride 1 and kernel ``out - in + 1`` (3, the Caffe script's
-  choice), so no map is cropped or padded (:func:`deconv_geometry`). DSSD513's 1 -> 2 is a doubling
-  (the script's 2x2 stride 1 gives the same map from one pixel).
-* predictions (§3.2, Fig. 1): the decoder maps (DSSD321: 40, 20, 10, 5, 3) and the top encoder map
-  (1x1), each through the prediction module of Fig. 2 (c) (:class:`PredictionModule`), then SSD's 3x3
-  class and box convolutions.
-* default boxes (§3.3): aspect ratios 1.6, 2 and 3 (with their inverses, as SSD's ``flip``) on every
-  map, plus SSD's two squares: 8 boxes per location, 17080 for DSSD321 and 43688 for DSSD513.
+* encoder (paper §3, "Using Residual-101 in place of VGG", Table 1): detectron2's ResNet-101 (its
+  parameter names, so detectron2's MSRA ``R-101.pkl`` warm-starts it). conv3_x (``res3``) and conv5_x
+  (``res5``) are sources; conv5_x keeps stride 16 with dilation 2 (the Caffe ``use_dilation_conv5``) so
+  that DSSD321's maps are 40 (conv3_x) and 20 (conv5_x), as Table 1; the stem's max-pool is Caffe's (no
+  padding, rounding up), the pooling the MSRA weights were trained with and the one that gives 321 -> 80
+  -> 40 (detectron2's padded pool gives 81 -> 41). Then the extra layers conv6_x ... (§3: residual
+  layers after conv5_x), each a bottleneck residual block (256, 256, 1024 channels, projection shortcut)
+  whose first convolution and shortcut have the geometry of the Caffe scripts: DSSD321 20 -> 10 -> 5
+  (2x2 stride 2) -> 3 -> 1 (3x3 without padding); DSSD513 32 -> 16 -> 8 -> 4 -> 2 -> 1 (2x2 stride 2).
+  They have no norm by default, as SSD's extra layers (the Caffe scripts put BatchNorm in them; the last
+  block's map is 1x1, where PyTorch's BatchNorm refuses a single image per device, and the DSSD513
+  script trains one image per GPU, which Caffe's BatchNorm tolerates); ``extra_norm`` sets one.
+* decoder (§3, "Deconvolutional SSD" and "Deconvolution Module", Fig. 1 and 3): from the top encoder map
+  down to conv3_x's size, one :class:`DeconvolutionModule` per level: the deeper map through a
+  deconvolution, a 3x3 convolution and BN; the encoder map of that level through 3x3 conv, BN, ReLU, 3x3
+  conv, BN; their element-wise product, then ReLU (512 channels). The paper's deconvolution is 2x2
+  stride 2; where the map does not double (DSSD321 1 -> 3 -> 5) it has stride 1 and kernel
+  ``out - in + 1`` (3, the Caffe script's choice), so no map is cropped or padded (:func:`deconv_geometry`).
+  DSSD513's 1 -> 2 is a doubling (the script's 2x2 stride 1 gives the same map from one pixel).
+* predictions (§3, "Prediction module", Fig. 1 and 2): the decoder maps (DSSD321: 40, 20, 10, 5, 3) and
+  the top encoder map (1x1), each through the prediction module of Fig. 2 (c)
+  (:class:`PredictionModule`), then SSD's 3x3 class and box convolutions.
+* default boxes (§3, "Training"): aspect ratios 1.6, 2 and 3 (with their inverses, as SSD's ``flip``) on
+  every map, plus SSD's two squares: 8 boxes per location, 17080 for DSSD321 and 43688 for DSSD513.
 
-Training departs from the paper (§4): the paper trains SSD (ResNet-101 + extra layers) first, then the
-deconvolution module with the SSD part frozen, then (VOC) fine-tunes everything; here the whole network
-is trained end-to-end in one stage from the ImageNet ResNet, as the configs say.
+Training departs from the paper (§3, "Training"): the paper trains SSD (ResNet-101 + extra layers)
+first, then the deconvolution module with the SSD part frozen, then (VOC) fine-tunes everything; here
+the whole network is trained end-to-end in one stage from the ImageNet ResNet, as the configs say.
 """
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -100,7 +100,7 @@ class CaffeMaxPoolStem(BasicStem):
 class ExtraResBlock(CNNBlockBase):
     """A bottleneck residual block whose first convolution and projection shortcut are ``kernel`` x
     ``kernel`` with ``stride`` and no padding: conv1 (norm, ReLU), 3x3 conv2 (norm, ReLU), 1x1 conv3
-    (norm), plus the shortcut (norm), then ReLU. DSSD's extra layers conv6_x ... (§3.1). Convolutions
+    (norm), plus the shortcut (norm), then ReLU. DSSD's extra layers conv6_x ... (§3). Convolutions
     have biases when ``norm`` is "" (none)."""
 
     def __init__(self, in_channels, out_channels, *, bottleneck_channels, kernel, stride, norm=""):
@@ -252,7 +252,7 @@ class DSSDResNet(ResNet):
         stages, in_channels = [], width(64)
         for i, num_blocks in enumerate(_RESNET_BLOCKS[depth]):
             out_channels = width(256 * 2**i)
-            dilation = 2 if i == 3 else 1  # conv5_x at stride 16, dilated (§3.1, Table 1)
+            dilation = 2 if i == 3 else 1  # conv5_x at stride 16, dilated (Table 1)
             first_stride = 2 if i in (1, 2) else 1
             stages.append(
                 ResNet.make_stage(

@@ -3,12 +3,12 @@
 DSSDHead (the prediction module of Fig. 2 (c) before SSD's 3x3 class and box convolutions). Matching,
 3:1 mining, loss and inference are SSD's (configs/common/models/ssd.py).
 
-Default boxes (§3.3): aspect ratios 1.6, 2, 3 and their inverses plus SSD's two squares on every map
-(8 per location): DSSD321 on maps 40, 20, 10, 5, 3, 1 (17080 boxes), DSSD513 on 64, 32, ..., 1 (43688),
-not clipped, sizes by SSD's recipe (``ssd_prior_sizes``). ``model`` is DSSD321 for the 20 VOC classes
-with the boxes of the authors' VOC script (ssd_pascal_resnet_deconv_321.py: s_k from 20% to 95%, the
-first map 10%). Images are BGR with detectron2's MSRA mean and unit std, as the ``R-101.pkl`` ImageNet
-weights expect; the DSSD configs set their mappers' image_format to match.
+Default boxes (§3, "Training"): aspect ratios 1.6, 2, 3 and their inverses plus SSD's two squares on
+every map (8 per location): DSSD321 on maps 40, 20, 10, 5, 3, 1 (17080 boxes), DSSD513 on 64, 32, ..., 1
+(43688), not clipped, sizes by SSD's recipe (``ssd_prior_sizes``). ``model`` is DSSD321 for the 20 VOC
+classes with the boxes of the authors' VOC script (ssd_pascal_resnet_deconv_321.py: s_k from 20% to 95%,
+the first map 10%). Images are BGR with detectron2's MSRA mean and unit std, as the ``R-101.pkl``
+ImageNet weights expect; the DSSD configs set their mappers' image_format to match.
 
 ``dssd_model(...)`` builds the model config for another input size, width or norm.
 """
@@ -21,7 +21,7 @@ from d2imbalance.modeling import SSD, SSD_BOX_WEIGHTS, DSSDHead, DSSDResNet, SSD
 # The prediction maps' channels at width 1 (decoder 512, the top encoder map 1024) and prior steps.
 _CHANNELS = {321: (512,) * 5 + (1024,), 513: (512,) * 6 + (1024,)}
 _STEPS = {321: (8, 16, 32, 64, 107, 321), 513: (8, 16, 32, 64, 128, 256, 513)}
-ASPECT_RATIOS = (1.6, 2.0, 3.0)  # §3.3, on every map, each with its inverse
+ASPECT_RATIOS = (1.6, 2.0, 3.0)  # §3 "Training", on every map, each with its inverse
 
 
 def dssd_model(
