@@ -1,5 +1,6 @@
 """Vanilla detectors that detectron2 lacks, built from its parts: SSD300 / SSD512 (Liu et al., ECCV 2016)
-on SSD's reduced VGG16, FSSD300 / FSSD512 (Li & Zhou 2017): SSD on :class:`.fssd.FSSDVGG`, and
+on SSD's reduced VGG16, FSSD300 / FSSD512 (Li & Zhou 2017): SSD on :class:`.fssd.FSSDVGG`, DSSD321 /
+DSSD513 (Fu et al. 2017): SSD on :class:`.dssd.DSSDResNet` with :class:`.dssd.DSSDHead`, and
 RefineDet320 / RefineDet512 (Zhang et al., CVPR 2018): :class:`.refinedet.RefineDet`. They know no
 imbalance method; the projects subclass them.
 
@@ -32,12 +33,28 @@ if detectron2_available():
     from d2imbalance._compat import ensure_pkg_resources
 
     ensure_pkg_resources()
+    from .dssd import (
+        CaffeMaxPoolStem,
+        DeconvolutionModule,
+        DSSDHead,
+        DSSDResNet,
+        ExtraResBlock,
+        PredictionModule,
+        deconv_geometry,
+    )
     from .fssd import FSSDVGG, FeatureFusion
     from .refinedet import ModuleTargets, RefineDet, RefineDetHead, RefineDetVGG, TransferConnectionBlock
     from .ssd import SSD, SSD_BOX_WEIGHTS, SSDAnchorGenerator, SSDHead
     from .vgg import L2Norm, SSDVGG, TorchvisionVGG16Handler, convert_torchvision_vgg16
 
     __all__ += [
+        "CaffeMaxPoolStem",
+        "DeconvolutionModule",
+        "DSSDHead",
+        "DSSDResNet",
+        "ExtraResBlock",
+        "PredictionModule",
+        "deconv_geometry",
         "FeatureFusion",
         "FSSDVGG",
         "ModuleTargets",

@@ -132,7 +132,7 @@ class RefineDetHead(nn.Module):
             raise ValueError(f"{len(input_shape)} feature maps in input_shape but {len(num_anchors)} num_anchors.")
         self.num_classes = num_classes
         self.num_anchors = list(num_anchors)
-        channels = [s.channels for s in input_shape]
+        self.in_channels = channels = [s.channels for s in input_shape]  # the ARM's, checked by SSD
         self.arm_cls_score = nn.ModuleList(_xavier(nn.Conv2d(c, a * 2, 3, padding=1)) for c, a in zip(channels, num_anchors))
         self.arm_bbox_pred = nn.ModuleList(_xavier(nn.Conv2d(c, a * 4, 3, padding=1)) for c, a in zip(channels, num_anchors))
         last = len(channels) - 1
@@ -202,10 +202,6 @@ class RefineDet(SSD):
                 "disables negative anchor filtering)."
             )
         self.negative_anchor_threshold = negative_anchor_threshold
-
-    @staticmethod
-    def head_input_channels(head: nn.Module) -> List[int]:
-        return [layer.in_channels for layer in head.arm_cls_score]
 
     def _predictions(self, predictions):
         return self._transpose_dense_predictions(predictions, [2, 4, self.num_classes + 1, 4])

@@ -93,7 +93,9 @@ class SSDAnchorGenerator(DefaultAnchorGenerator):
 
 class SSDHead(nn.Module):
     """One 3x3 convolution per map for the class scores (K + 1, background last) and one for the box
-    deltas of each default box; Xavier-initialised with zero bias (Caffe's and mmdetection's SSD)."""
+    deltas of each default box; Xavier-initialised with zero bias (Caffe's and mmdetection's SSD).
+    ``in_channels`` (each map's channels) and ``num_anchors`` are what :class:`SSD` checks against the
+    backbone and the anchor generator."""
 
     def __init__(self, *, input_shape: List[ShapeSpec], num_classes: int, num_anchors: List[int]):
         """
@@ -107,6 +109,7 @@ class SSDHead(nn.Module):
             raise ValueError(f"{len(input_shape)} feature maps in input_shape but {len(num_anchors)} num_anchors.")
         self.num_classes = num_classes
         self.num_anchors = list(num_anchors)
+        self.in_channels = [s.channels for s in input_shape]
         self.cls_score = nn.ModuleList(
             nn.Conv2d(s.channels, a * (num_classes + 1), 3, padding=1) for s, a in zip(input_shape, num_anchors)
         )
@@ -154,9 +157,9 @@ class SSD(DenseDetector):
         """
         Args:
             backbone: e.g. :class:`~.vgg.SSDVGG`; its ``padding_constraints`` give the input size.
-            head: an :class:`SSDHead` (or a module with its ``num_anchors`` and ``cls_score``, checked
-                against the anchor generator and the backbone), returning per-map logits (K + 1 per
-                box) and deltas.
+            head: an :class:`SSDHead` (or a module with its ``num_anchors`` and ``in_channels``, the
+                boxes per location and channels of each map, checked against the anchor generator and
+                the backbone), returning per-map logits (K + 1 per box) and deltas.
             head_in_features: backbone outputs fed to the head; default all, by increasing stride.
             anchor_generator: the default boxes; its boxes per location must equal the head's.
             box2box_transform: default ``Box2BoxTransform(SSD_BOX_WEIGHTS)`` (variances 0.1, 0.2).
@@ -178,7 +181,7 @@ class SSD(DenseDetector):
                 f"The anchor generator makes {anchor_generator.num_anchors} boxes per location but the head "
                 f"predicts {head.num_anchors}; set head.num_anchors to 2 + 2 * len(aspect_ratios) per map."
             )
-        head_channels = self.head_input_channels(head)
+        head_channels = list(head.in_channels)
         backbone_channels = [shapes[f].channels for f in self.head_in_features]
         if head_channels != backbone_channels:
             raise ValueError(
@@ -196,11 +199,6 @@ class SSD(DenseDetector):
         self.test_nms_thresh = test_nms_thresh
         self.max_detections_per_image = max_detections_per_image
         self.input_format = input_format
-
-    @staticmethod
-    def head_input_channels(head: nn.Module) -> List[int]:
-        """The channels the head takes from each backbone map (checked against the backbone's)."""
-        return [layer.in_channels for layer in head.cls_score]
 
     def preprocess_image(self, batched_inputs: List[Dict[str, Tensor]]) -> ImageList:
         size = self.backbone.padding_constraints.get("square_size")
