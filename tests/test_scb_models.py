@@ -759,10 +759,11 @@ def test_fast_rcnn_weighted_box_loss_follows_the_predictor_settings(d2, settings
     assert not torch.allclose(weighted, vanilla)
 
 
-# The SSD-SCB configs are tested in test_ssd_scb.py, the FSSD-SCB and DSSD-SCB ones in test_fssd.py, test_dssd.py.
+# The SSD-SCB configs are tested in test_ssd_scb.py, the FSSD-SCB, DSSD-SCB and RefineDet-SCB ones in test_fssd.py,
+# test_dssd.py and test_refinedet.py.
 CONFIGS = sorted(
     p for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "ScaleBalanced", "*.py"))
-    if not os.path.basename(p).startswith(("ssd", "fssd", "dssd"))
+    if not os.path.basename(p).startswith(("ssd", "fssd", "dssd", "refinedet"))
 )
 RETINANET_KEYS = ("weighting_form", "scb_alpha", "scb_beta", "weight_box_loss", "normalize_by")
 PAPER = {"weighting_form": "scale_balanced", "scb_alpha": 1.0, "scb_beta": 3.0, "weight_box_loss": False}
