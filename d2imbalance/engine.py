@@ -77,9 +77,7 @@ def setup(args):
             os.environ, available_cores(), loader.get("num_workers", 0), comm.get_local_size()
         )
         torch.set_num_threads(threads)
-        candidates = [] if args.eval_only else thread_candidates(
-            os.environ, available_cores(), loader.get("num_workers", 0), comm.get_local_size()
-        )
+        candidates = [] if args.eval_only else training_thread_candidates(cfg)
         timing = f"; training times {' and '.join(map(str, candidates))} threads and keeps the faster" if len(
             candidates
         ) > 1 else ""
@@ -265,13 +263,18 @@ class CPUThreadTuning(hooks.HookBase):
         self.trainer.storage.put_scalar("cpu/torch_threads", threads, smoothing_hint=False)
 
 
+def training_thread_candidates(cfg) -> list:
+    """The torch thread counts a CPU training run may time (:func:`~.threads.thread_candidates`)."""
+    return thread_candidates(
+        os.environ, available_cores(), cfg.dataloader.train.get("num_workers", 0), comm.get_local_size()
+    )
+
+
 def cpu_thread_tuning(cfg):
     """The thread-timing hook of a CPU run, or None (GPU, OMP_NUM_THREADS set, one candidate)."""
     if cfg.train.device != "cpu":
         return None
-    candidates = thread_candidates(
-        os.environ, available_cores(), cfg.dataloader.train.get("num_workers", 0), comm.get_local_size()
-    )
+    candidates = training_thread_candidates(cfg)
     return CPUThreadTuning(ThreadTuner(candidates)) if len(candidates) > 1 else None
 
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from d2imbalance.modeling.ssd_ops import ssd_prior_sizes
-from test_ssd import SSD300_ASPECT_RATIOS, SSD512_ASPECT_RATIOS, shapes_step_and_test
+from test_ssd import _tiny_ssd, shapes_step_and_test
 
 pytestmark = pytest.mark.detectron2
 
@@ -21,31 +20,11 @@ STRIDES = {300: [8, 16, 32, 64, 100, 300], 512: [8, 16, 32, 64, 128, 256, 512]}
 
 
 def _tiny_fssd(num_classes=3, input_size=300, cls=None, **kwargs):
-    """FSSD300 (or 512) on a 1/16-width FSSDVGG with the SSD VOC recipe's default boxes; ``cls``: an SSD
-    subclass to build instead (same seeded weights)."""
-    from detectron2.layers import ShapeSpec
+    """FSSD300 (or 512) on a 1/16-width FSSDVGG with the SSD VOC recipe's default boxes (test_ssd's
+    _tiny_ssd with the FSSD backbone)."""
+    from d2imbalance.modeling import FSSDVGG
 
-    from d2imbalance.modeling import SSD, FSSDVGG, SSDAnchorGenerator, SSDHead
-
-    torch.manual_seed(0)
-    backbone = FSSDVGG(input_size=input_size, width_ratio=1 / 16)
-    if input_size == 300:
-        sizes, ratios = ssd_prior_sizes(300, 6, 20, 90, (10, 20)), SSD300_ASPECT_RATIOS
-    else:
-        sizes, ratios = ssd_prior_sizes(512, 7, 15, 90, (7, 15)), SSD512_ASPECT_RATIOS
-    shapes = backbone.output_shape()
-    anchors = SSDAnchorGenerator(
-        min_sizes=sizes[0], max_sizes=sizes[1], aspect_ratios=ratios, strides=[s.stride for s in shapes.values()]
-    )
-    head = SSDHead(
-        input_shape=[ShapeSpec(channels=s.channels) for s in shapes.values()],
-        num_classes=num_classes,
-        num_anchors=[2 + 2 * len(r) for r in ratios],
-    )
-    return (cls or SSD)(
-        backbone=backbone, head=head, anchor_generator=anchors, num_classes=num_classes,
-        pixel_mean=[0.0, 0.0, 0.0], pixel_std=[1.0, 1.0, 1.0], **kwargs,
-    )  # fmt: skip
+    return _tiny_ssd(num_classes, input_size, cls, backbone_cls=FSSDVGG, **kwargs)
 
 
 # ----------------------------------------------------------------------------- fusion module

@@ -305,15 +305,15 @@ def test_ssd_ops_import_without_detectron2():
 
 
 # ============================================================================= detectron2 parts
-def _tiny_ssd(num_classes=2, input_size=300, cls=None, **kwargs):
+def _tiny_ssd(num_classes=2, input_size=300, cls=None, backbone_cls=None, **kwargs):
     """SSD300 (or 512) geometry on a 1/16-width VGG, the VOC recipe's default boxes; ``cls``: an SSD
-    subclass to build instead (same seeded weights)."""
+    subclass to build instead (same seeded weights); ``backbone_cls``: an SSDVGG subclass (FSSDVGG)."""
     from detectron2.layers import ShapeSpec
 
     from d2imbalance.modeling import SSD, SSDVGG, SSDAnchorGenerator, SSDHead
 
     torch.manual_seed(0)
-    backbone = SSDVGG(input_size=input_size, width_ratio=1 / 16)
+    backbone = (backbone_cls or SSDVGG)(input_size=input_size, width_ratio=1 / 16)
     if input_size == 300:
         sizes, ratios = ssd_prior_sizes(300, 6, 20, 90, (10, 20)), SSD300_ASPECT_RATIOS
     else:

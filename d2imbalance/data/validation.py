@@ -101,17 +101,25 @@ class ValidationReport:
             )
 
 
+def _empty_image_problem(empty_images: str, no_objects: str, error_fix: str) -> Tuple[str, str, str]:
+    """(severity, what, fix) of the images without objects under an ``empty_images`` policy; shared by
+    the COCO and VOC checks. ``no_objects``: e.g. "images have no annotations"."""
+    return {
+        "keep": ("info", f"{no_objects}; they are kept as negatives (background-only)", ""),
+        "drop": (
+            "warning",
+            f"{no_objects} and will be DROPPED by the dataloader (filter_empty=True)",
+            "set filter_empty=False in this dataloader's dataset to keep them as negatives.",
+        ),
+        "error": ("error", no_objects, error_fix),
+    }[empty_images]
+
+
 def _problem_kinds(image_root, category_ids, empty_images: str) -> Dict[str, Tuple[str, str, str]]:
     """kind -> (severity, what, fix), in the order the report lists them."""
-    empty_what, empty_fix, empty_severity = {
-        "keep": ("images have no annotations; they are kept as negatives (background-only)", "", "info"),
-        "drop": (
-            "images have no annotations and will be DROPPED by the dataloader (filter_empty=True)",
-            "set filter_empty=False in this dataloader's dataset to keep them as negatives.",
-            "warning",
-        ),
-        "error": ("images have no annotations", "annotate them or remove them from the JSON.", "error"),
-    }[empty_images]
+    empty = _empty_image_problem(
+        empty_images, "images have no annotations", "annotate them or remove them from the JSON."
+    )
     bbox_format = "[x, y, width, height] in pixels"
     return {
         "unreadable file": (
@@ -202,7 +210,7 @@ def _problem_kinds(image_root, category_ids, empty_images: str) -> Dict[str, Tup
             "error", "image files have headers but their pixel data cannot be decoded (truncated or corrupt)",
             "re-export or restore them, or remove those images from the JSON.",
         ),
-        "images without annotations": (empty_severity, empty_what, empty_fix),
+        "images without annotations": empty,
     }
 
 

@@ -27,6 +27,7 @@ from .validation import (
     OUTSIDE_TOLERANCE,
     Problem,
     ValidationReport,
+    _empty_image_problem,
     _image_file_problem,
 )
 
@@ -37,15 +38,9 @@ COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 
 def _problem_kinds(split_file, class_names, empty_images: str) -> Dict[str, Tuple[str, str, str]]:
     """kind -> (severity, what, fix), in the order the report lists them."""
-    empty_what, empty_fix, empty_severity = {
-        "keep": ("images have no <object>; they are kept as negatives (background-only)", "", "info"),
-        "drop": (
-            "images have no <object> and will be DROPPED by the dataloader (filter_empty=True)",
-            "set filter_empty=False in this dataloader's dataset to keep them as negatives.",
-            "warning",
-        ),
-        "error": ("images have no <object>", f"annotate them or remove their ids from {split_file}.", "error"),
-    }[empty_images]
+    empty = _empty_image_problem(
+        empty_images, "images have no <object>", f"annotate them or remove their ids from {split_file}."
+    )
     box = "<bndbox> of numeric <xmin>, <ymin>, <xmax>, <ymax> (1-based pixel indices, inclusive)"
     remove = f"or remove those ids from {split_file}."
     return {
@@ -124,7 +119,7 @@ def _problem_kinds(split_file, class_names, empty_images: str) -> Dict[str, Tupl
             "error", "image files have headers but their pixel data cannot be decoded (truncated or corrupt)",
             "re-export or restore them, " + remove,
         ),
-        "images without objects": (empty_severity, empty_what, empty_fix),
+        "images without objects": empty,
     }
 
 
