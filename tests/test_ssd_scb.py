@@ -314,3 +314,18 @@ def test_histogram_tool_on_an_ssd_config(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "resize to 300x300" in out and png.stat().st_size > 1000
     assert hist["small"].sum() == 2 and hist["large"].sum() == 1 and hist["small"][1] == 1
+
+
+def test_scb_detectors_infer_with_their_vanilla_detectors_code():
+    """SCB changes training only: SSD-SCB and RefineDet-SCB inherit every inference method unchanged, so
+    their inference cost is the vanilla detector's (what the benchmark's inference ratio measures)."""
+    from scale_balanced import RefineDetSCB, SSDSCB
+
+    from d2imbalance.modeling import SSD, RefineDet
+
+    for scb, vanilla in ((SSDSCB, SSD), (RefineDetSCB, RefineDet)):
+        for name in ("forward", "forward_inference", "inference_single_image", "preprocess_image"):
+            assert getattr(scb, name) is getattr(vanilla, name), (scb.__name__, name)
+        assert set(vars(scb)) - {"__module__", "__doc__", "__init__", "__qualname__"} <= {
+            "forward_training", "prior_weights", "_weights",
+        }
