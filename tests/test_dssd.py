@@ -369,3 +369,26 @@ def test_dssd_shapes_configs_train_a_step_and_evaluate(name, tmp_path):
         assert latest["scb/mean_pos_anchor_weight"] > 0
     assert set(results["bbox"]) >= {"AP", "AP50", "APs", "APm", "APl"}
     assert {"recall_small@0.3", "recall_large@0.01"} <= set(results["recall_by_size"])
+
+
+def test_extra_norm_reaches_the_extra_blocks_and_changes_their_output():
+    """extra_norm="" (default): plain convolutions with bias; "BN": BatchNorm in every extra block, and
+    the extra maps change (same seed, same input)."""
+    import torch
+    from torch import nn
+
+    from d2imbalance.modeling import DSSDResNet
+
+    def build(**kw):
+        torch.manual_seed(0)
+        return DSSDResNet(input_size=321, depth=50, width_ratio=1 / 16, norm="BN", freeze_at=0, **kw).eval()
+
+    EXTRA = ("res6", "res7", "res8", "res9")  # DSSD321's extra residual blocks
+    plain, normed = build(), build(extra_norm="BN")
+    extra_plain = [m for n, m in plain.named_modules() if n.split(".")[0] in EXTRA and isinstance(m, nn.BatchNorm2d)]
+    extra_normed = [m for n, m in normed.named_modules() if n.split(".")[0] in EXTRA and isinstance(m, nn.BatchNorm2d)]
+    assert not extra_plain and extra_normed
+    x = torch.rand(1, 3, 321, 321)
+    a, b = plain(x), normed(x)
+    last = list(a)[-1]
+    assert not torch.allclose(a[last], b[last])

@@ -7,24 +7,8 @@ augmentation at 320x320; 32 images per batch, SGD lr 1e-3, momentum 0.9, weight 
 biases, whose lr is doubled, as Caffe's layers), 120k iterations with x0.1 at 80k and 100k.
 """
 from ..common.models.refinedet import model
-from ..common.optim import SGD as optimizer
-from ..common.recall_by_size import with_recall_by_size
-from ..common.schedules import lr_multiplier_ssd_voc as lr_multiplier
-from ..common.train import train
-from ..common.voc0712 import dataloader
+from .ssd300_voc0712 import dataloader, lr_multiplier, optimizer, train  # SSD's recipe, data and evaluators
 
 dataloader.train.mapper.augmentations[3].shape = (320, 320)  # the Resize
 dataloader.test.mapper.augmentations[0].shape = (320, 320)
-optimizer.lr = 1e-3
-optimizer.weight_decay = 5e-4
-optimizer.params.base_lr = "${..lr}"  # needed by bias_lr_factor
-optimizer.params.bias_lr_factor = 2.0
-optimizer.params.weight_decay_bias = 0.0
-train.lr_reference = dict(lr=1e-3, total_batch_size=32)
-train.init_checkpoint = "torchvision-vgg16://IMAGENET1K_V1"  # see d2imbalance/modeling/vgg.py
-train.trained_checkpoint = ""
-train.max_iter = 120000
-train.eval_period = 10000
-train.checkpointer.period = 10000
-dataloader.evaluator = with_recall_by_size(dataloader.evaluator, size_by="input")  # sizes in the 320x320 input
 train.output_dir = "./output/refinedet320_voc0712"
