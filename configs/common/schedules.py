@@ -8,6 +8,7 @@ from detectron2.solver import WarmupParamScheduler
 from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from d2imbalance.model_zoo import detectron2_common_config
+from d2imbalance.schedules import PolynomialBurnIn
 
 _coco = detectron2_common_config("common/coco_schedule.py")
 lr_multiplier_1x = _coco.lr_multiplier_1x  # 90k iterations at 16 images, decay at 60k and 80k
@@ -29,4 +30,14 @@ lr_multiplier_ssd_voc = L(MultiStepParamScheduler)(
 )
 lr_multiplier_ssd_coco = L(MultiStepParamScheduler)(
     values=[1.0, 0.1, 0.01], milestones=[280000, 360000], num_updates=400000
+)
+
+# YOLOv3, yolov3.cfg at 64 images per batch: 500200 iterations, x0.1 at 400k and 450k, after a burn-in
+# of 1000 iterations at lr * (iter / 1000)^4 (d2imbalance.schedules.PolynomialBurnIn).
+lr_multiplier_yolov3 = L(PolynomialBurnIn)(
+    scheduler=L(MultiStepParamScheduler)(
+        values=[1.0, 0.1, 0.01], milestones=[400000, 450000], num_updates=500200
+    ),
+    burn_in=1000 / 500200,
+    power=4.0,
 )

@@ -1,0 +1,51 @@
+"""YOLOv3 small enough to train on 2 CPU cores, on the shapes dataset, from scratch.
+
+yolov3.cfg's network, targets, loss, augmentation and inference are kept; what shrinks is the width
+(every Darknet-53 and head layer at 1/4 of its channels, ~1/16 of the compute), the input (shapes images
+are 224-288 px: multi-scale 192-320 every 10 iterations, tested at 256) and the schedule (burn-in over
+the first 5 % instead of 1000 iterations, x0.1 at 80 %). The COCO anchors are kept: shapes objects span
+about the same pixel sizes.
+"""
+from detectron2.config import LazyCall as L
+from detectron2.layers import ShapeSpec
+from fvcore.common.param_scheduler import MultiStepParamScheduler
+
+from d2imbalance.schedules import PolynomialBurnIn
+
+from ..common.optim import SGD as optimizer
+from ..common.recall_by_size import with_recall_by_size
+from ..common.shapes import dataloader
+from ..common.train import train
+from ..common.yolov3_mappers import test_mapper, train_mapper
+from .yolov3_darknet53_608 import model
+
+model.num_classes = 4  # d2imbalance.data.shapes.CATEGORIES
+model.backbone.width_ratio = 0.25
+model.head.input_shape = [ShapeSpec(channels=64), ShapeSpec(channels=128), ShapeSpec(channels=256)]
+model.input_size = 256
+model.multiscale.sizes = (192, 224, 256, 288, 320)
+model.multiscale.final_size = None
+model.multiscale.final_iters = 0
+
+train_mapper.augmentations[0].size = 320  # the largest multi-scale size
+test_mapper.augmentations[0].short_edge_length = 256
+test_mapper.augmentations[0].max_size = 256
+dataloader.train.mapper = train_mapper
+dataloader.train.total_batch_size = 8
+dataloader.test.mapper = test_mapper
+
+optimizer.lr = 1e-3
+optimizer.weight_decay = 5e-4
+optimizer.params.weight_decay_bias = 0.0
+lr_multiplier = L(PolynomialBurnIn)(
+    scheduler=L(MultiStepParamScheduler)(values=[1.0, 0.1], milestones=[8, 10]), burn_in=0.05, power=4.0
+)
+train.lr_reference = dict(lr=1e-3, total_batch_size=8)
+train.init_checkpoint = ""
+train.trained_checkpoint = ""
+train.max_iter = 1000
+train.eval_period = 500
+train.checkpointer.period = 500
+train.log_period = 20
+dataloader.evaluator = with_recall_by_size(dataloader.evaluator, size_by="input")
+train.output_dir = "./output/yolov3_shapes"
