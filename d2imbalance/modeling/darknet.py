@@ -39,7 +39,8 @@ def darknet_init(conv: nn.Conv2d) -> None:
 
 class DarknetConv(nn.Sequential):
     """Darknet's ``[convolutional]`` with ``batch_normalize=1``: a bias-free k x k convolution padded by
-    k // 2, BatchNorm (Darknet's epsilon .00001, as torch's default) and LeakyReLU(0.1)."""
+    k // 2, BatchNorm (epsilon 1e-5 on the variance, as Darknet's cuDNN build; its CPU build adds 1e-6
+    to the standard deviation instead) and LeakyReLU(0.1)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
         super().__init__(
