@@ -1,7 +1,7 @@
 """Residual Objectness (Chen et al., "Residual Objectness for Imbalance Reduction", arXiv:1908.09075).
 
 The cascade arithmetic (:mod:`resobj.cascade`) is pure torch and always importable. The detectron2 parts
-(heads, RetinaNet-ResObj, the ResObj RPN) are imported only when detectron2 is installed, so that the
+(heads, RetinaNet-ResObj, the ResObj RPN, YOLOv3-ResObj) are imported only when detectron2 is installed, so that the
 pure-torch part can be used and tested without it; importing :mod:`resobj.rpn` also registers
 ``ResObjRPN`` / ``ResObjRPNHead`` in detectron2's registries.
 """
@@ -29,5 +29,6 @@ if detectron2_available():
     from .head import ResObjHead
     from .meta_arch import RetinaNetResObj
     from .rpn import ResObjRPN, ResObjRPNHead
+    from .yolov3 import YOLOv3ResObj, YOLOv3ResObjHead
 
-    __all__ += ["ResObjHead", "RetinaNetResObj", "ResObjRPN", "ResObjRPNHead"]
+    __all__ += ["ResObjHead", "RetinaNetResObj", "ResObjRPN", "ResObjRPNHead", "YOLOv3ResObj", "YOLOv3ResObjHead"]
