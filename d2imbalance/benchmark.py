@@ -15,14 +15,14 @@ import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 
 from ._compat import require_detectron2
 
 require_detectron2("d2imbalance.benchmark")
-from detectron2.config import instantiate  # noqa: E402
+from detectron2.config import LazyConfig, instantiate  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
@@ -39,6 +39,8 @@ class BenchmarkSettings:
     amp: bool = False
     boxes_per_image: int = 8
     seed: int = 0
+    #: "key=value" config overrides applied to both configs, e.g. "model.multiscale=null".
+    overrides: Tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -78,7 +80,8 @@ class _Runner:
     def __init__(self, config: str, settings: BenchmarkSettings):
         torch.manual_seed(settings.seed)
         self.settings = settings
-        self.model = instantiate(get_config(config).model).to(settings.device)
+        cfg = LazyConfig.apply_overrides(get_config(config), list(settings.overrides))
+        self.model = instantiate(cfg.model).to(settings.device)
         self.inputs = synthetic_batch(settings, _num_classes(self.model))
         # lr 0: the step does all of SGD's arithmetic but leaves the weights alone. Randomly initialised
         # R50 models (FrozenBN, no ImageNet weights offline) have losses in the thousands and would
@@ -211,7 +214,8 @@ def format_table(result: Dict) -> str:
         f"method:   {result['configs']['method']}",
         f"baseline: {result['configs']['baseline']}",
         f"{s['image_size']}x{s['image_size']}, batch {s['batch']}, {s['iters']} timed iterations after "
-        f"{s['warmup']} warm-up, device {s['device']}, amp {s['amp']}",
+        f"{s['warmup']} warm-up, device {s['device']}, amp {s['amp']}"
+        + (f", overrides {' '.join(s['overrides'])}" if s["overrides"] else ""),
         f"| {'':30} | {'baseline':>10} | {'method':>10} | {'ratio':>7} |",
         f"|{'-' * 32}|{'-' * 12}|{'-' * 12}|{'-' * 9}|",
     ]
@@ -237,10 +241,14 @@ def main(argv=None) -> Dict:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true", help="autocast (fp16 on GPU, bf16 on CPU)")
     parser.add_argument("--json", help="also write the result as JSON to this file")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE",
+        help="config overrides for both models, e.g. model.multiscale=null model.input_size=320 (YOLOv3 at 320; Hydra syntax, null is None)",
+    )
     args = parser.parse_args(argv)
     settings = BenchmarkSettings(
         image_size=args.image_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
-        device=args.device, amp=args.amp,
+        device=args.device, amp=args.amp, overrides=tuple(args.overrides),
     )
     result = run_benchmark(args.method, args.baseline, settings)
     print(format_table(result))

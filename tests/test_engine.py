@@ -55,6 +55,16 @@ def test_benchmark_runs_and_reports_ratios(tmp_path):
         assert saved["ratio"][key] == pytest.approx(result["method"][key] / result["baseline"][key])
 
 
+def test_benchmark_overrides_reach_both_models():
+    from d2imbalance.benchmark import BenchmarkSettings, _Runner
+
+    settings = BenchmarkSettings(image_size=64, batch=1, overrides=("model.multiscale=null", "model.input_size=64"))
+    for config in ("Baselines/yolov3_shapes.py", "ResObj/yolov3_resobj_shapes.py"):
+        model = _Runner(config, settings).model
+        assert model.multiscale is None and model.input_size == 64
+    assert _Runner("Baselines/yolov3_shapes.py", BenchmarkSettings()).model.multiscale is not None
+
+
 def test_setup_falls_back_to_cpu_disables_amp_and_warns_about_the_lr(tmp_path):
     import torch
 
