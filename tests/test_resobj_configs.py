@@ -24,9 +24,16 @@ EXPECTED = {
     "retinanet_resobj_shapes.py": (2, "objectness", True, "paper"),
 }
 
+# name -> (test input size, residual subnet width), for the YOLOv3 configs (T = 2, paper mode, isolated).
+YOLOV3 = {
+    "yolov3_resobj_darknet53_320.py": (320, 128),
+    "yolov3_resobj_darknet53_608.py": (608, 128),
+    "yolov3_resobj_shapes.py": (256, 16),
+}
+
 
 def test_every_issue_config_exists():
-    required = set(EXPECTED) | {
+    required = set(EXPECTED) | set(YOLOV3) | {
         "faster_rcnn_resobj_R_50_FPN_1x.py",
         "faster_rcnn_resobj_R_101_FPN_1x.py",
         "faster_rcnn_resobj_shapes.py",
@@ -37,7 +44,7 @@ def test_every_issue_config_exists():
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_instantiates(name):
     from detectron2.config import LazyConfig, instantiate
-    from resobj import ResObjHead, ResObjRPN, ResObjRPNHead, RetinaNetResObj
+    from resobj import ResObjHead, ResObjRPN, ResObjRPNHead, RetinaNetResObj, YOLOv3ResObj, YOLOv3ResObjHead
 
     cfg = LazyConfig.load(str(CONFIG_DIR / name))
     for key in ("model", "dataloader", "optimizer", "lr_multiplier", "train"):
@@ -55,6 +62,13 @@ def test_config_instantiates(name):
         # Paper mode: RetinaNet-Obj's best in Table 1b (0.001 / 0.45); official: the authors' 0.05 / 0.5.
         expected = (0.05, 0.5) if mode == "official" else (0.001, 0.45)
         assert (model.test_score_thresh, model.test_nms_thresh) == expected
+    elif name.startswith("yolov3"):
+        assert isinstance(model, YOLOv3ResObj) and isinstance(model.head, YOLOv3ResObjHead)
+        head = model.head
+        assert (head.num_steps, head.residual_input, head.isolate_residual_grad) == (2, "objectness", True)
+        assert (model.cascade_mode, model.gate, model.test_objectness_step) == ("paper", "image", None)
+        size, width = YOLOV3[name]
+        assert model.input_size == size and head.res_subnets[0][0].conv.out_channels == width
     else:
         rpn = model.proposal_generator
         assert isinstance(rpn, ResObjRPN) and isinstance(rpn.rpn_head, ResObjRPNHead)
