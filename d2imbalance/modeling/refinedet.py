@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._compat import require_detectron2
+from ..analysis.hyperparameters import Hyperparameter
 from .ssd import SSD
 from .vgg import L2Norm, SSDVGG
 
@@ -186,6 +187,11 @@ class ModuleTargets:
 
 class RefineDet(SSD):
     """RefineDet: :class:`SSD` with an ARM, TCBs and an ODM (see the module docstring)."""
+
+    #: SSD's hard negative mining plus negative anchor filtering (d2imbalance.analysis.hyperparameters).
+    HYPERPARAMETERS = SSD.HYPERPARAMETERS + (
+        Hyperparameter("negative_anchor_threshold", 0.99, "θ: anchors the ARM calls background above it are dropped (RefineDet §3.2)"),
+    )
 
     def __init__(self, *, negative_anchor_threshold: float = 0.99, **kwargs):
         """

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .._compat import require_detectron2
+from ..analysis.hyperparameters import Hyperparameter
 from .ssd_ops import match_priors, multibox_loss, select_per_class, ssd_cell_anchors
 
 require_detectron2("d2imbalance.modeling.ssd")
@@ -133,6 +134,11 @@ class SSDHead(nn.Module):
 class SSD(DenseDetector):
     """SSD: a backbone's maps, one convolution per map for scores and boxes, SSD's matching, loss and
     inference. Defaults are the paper's and the Caffe recipe's values."""
+
+    #: Its imbalance handling (d2imbalance.analysis.hyperparameters): hard negative mining.
+    HYPERPARAMETERS = (
+        Hyperparameter("neg_pos_ratio", 3.0, "hard negatives kept per positive, per image (SSD paper §2.2, 3:1)"),
+    )
 
     def __init__(
         self,

@@ -181,6 +181,11 @@ class YOLOTargets:
 class YOLOv3(DenseDetector):
     """YOLOv3: Darknet's targets, loss and inference on a backbone and :class:`YOLOv3Head`."""
 
+    #: No imbalance hyper-parameter (d2imbalance.analysis.hyperparameters): every prediction neither
+    #: assigned nor above ``ignore_thresh`` is a negative of weight 1. ``ignore_thresh`` is part of the
+    #: matching, which RetinaNet's declaration does not count either.
+    HYPERPARAMETERS = ()
+
     def __init__(
         self,
         *,

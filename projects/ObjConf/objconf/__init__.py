@@ -10,11 +10,12 @@ that says how to install it.
 from d2imbalance._compat import detectron2_available
 
 from .conf_loss import CONF_LOSSES, aligned_box_iou, object_confidence_loss
-from .fusion import FUSION_METHODS, fuse_logits_, fuse_scores
+from .fusion import FUSION_METHODS, HYPERPARAMETERS, fuse_logits_, fuse_scores
 
 __all__ = [
     "CONF_LOSSES",
     "FUSION_METHODS",
+    "HYPERPARAMETERS",
     "aligned_box_iou",
     "fuse_logits_",
     "fuse_scores",

@@ -29,7 +29,18 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["FUSION_METHODS", "check_fusion_args", "fuse_scores", "fuse_logits_"]
+from d2imbalance.analysis.hyperparameters import Hyperparameter
+
+__all__ = ["HYPERPARAMETERS", "FUSION_METHODS", "check_fusion_args", "fuse_scores", "fuse_logits_"]
+
+#: What RetinaNet-Conf (and IoU-aware RetinaNet) add to RetinaNet's focal loss: the fusion exponent,
+#: the value the paper tunes (Table 5: 0.2-0.4 tie for RetinaNet-Conf; 0.4-0.5 for IoU-aware, whose
+#: configs use 0.5, Eq. 1). Not counted: the loss weights of Eq. 10 (1.0, not tuned), and the
+#: settings of variants the paper rejects (CE^w's negative weight w, Table 2; the conf > 0.5 filter,
+#: Table 4), which are off in the configs.
+HYPERPARAMETERS = (
+    Hyperparameter("fusion_alpha", 0.4, "α of the fused score conf^α · cls^(1−α) (Eq. 11; Table 5)"),
+)
 
 FUSION_METHODS = ("cls", "cls*conf", "product")
 

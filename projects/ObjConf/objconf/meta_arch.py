@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from d2imbalance._compat import require_detectron2
+from d2imbalance.analysis.hyperparameters import FOCAL_LOSS
 
 require_detectron2("objconf.meta_arch")
 
@@ -15,7 +16,7 @@ from detectron2.structures import ImageList, Instances  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
 
 from .conf_loss import aligned_box_iou, check_conf_loss_args, object_confidence_loss  # noqa: E402
-from .fusion import check_fusion_args, fuse_logits_  # noqa: E402
+from .fusion import HYPERPARAMETERS, check_fusion_args, fuse_logits_  # noqa: E402
 
 __all__ = ["RetinaNetConf"]
 
@@ -32,6 +33,8 @@ class RetinaNetConf(RetinaNet):
     applies to the fused score. The head must return ``(logits, deltas, conf)`` like
     :class:`~objconf.head.RetinaNetConfHead`.
     """
+
+    HYPERPARAMETERS = FOCAL_LOSS + HYPERPARAMETERS  # the focal loss stays
 
     def __init__(
         self,

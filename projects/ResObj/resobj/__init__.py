@@ -8,6 +8,7 @@ pure-torch part can be used and tested without it; importing :mod:`resobj.rpn` a
 from d2imbalance._compat import detectron2_available
 
 from .cascade import (
+    HYPERPARAMETERS,
     CascadeOutput,
     cascade_statistics,
     final_objectness,
@@ -17,6 +18,7 @@ from .cascade import (
 )
 
 __all__ = [
+    "HYPERPARAMETERS",
     "CascadeOutput",
     "cascade_statistics",
     "final_objectness",

@@ -50,7 +50,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from d2imbalance.analysis.hyperparameters import Hyperparameter
+
 __all__ = [
+    "HYPERPARAMETERS",
     "GATE_MODES",
     "CascadeOutput",
     "residual_objectness_cascade",
@@ -61,6 +64,14 @@ __all__ = [
 ]
 
 GATE_MODES = ("image", "batch")
+
+#: What residual objectness introduces (the review's "Parameters"): the number of residual steps T.
+#: The focal loss it replaces (RetinaNet) and the anchor sampling it replaces (RPN) are gone; the priors
+#: of the biased initialisation are not counted (RetinaNet's prior is not either). Config key relative
+#: to the model (RetinaNet-ResObj, YOLOv3-ResObj) or to the proposal generator (ResObj RPN).
+HYPERPARAMETERS = (
+    Hyperparameter("head.num_steps", 2, "T, residual objectness steps of the cascade (Algorithm 1; Table 2c: T=2 best)"),
+)
 
 
 @dataclass

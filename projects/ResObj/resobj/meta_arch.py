@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from d2imbalance._compat import require_detectron2
 
-from .cascade import final_objectness, fuse_scores
+from .cascade import HYPERPARAMETERS, final_objectness, fuse_scores
 from .loss import PositiveCountNormalizer, check_cascade_head, check_cascade_options, objectness_loss_sums
 
 require_detectron2("resobj.meta_arch")
@@ -40,6 +40,8 @@ class RetinaNetResObj(RetinaNet):
     Only ``forward_training``, ``losses`` and ``forward_inference`` differ from :class:`RetinaNet`;
     anchor labelling, decoding and NMS are inherited.
     """
+
+    HYPERPARAMETERS = HYPERPARAMETERS  # T only: the focal loss is gone
 
     def __init__(
         self,

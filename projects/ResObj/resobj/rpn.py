@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from d2imbalance._compat import require_detectron2
 
-from .cascade import final_objectness
+from .cascade import HYPERPARAMETERS, final_objectness
 from .head import prior_bias
 from .loss import PositiveCountNormalizer, check_cascade_head, check_cascade_options, objectness_loss_sums
 
@@ -127,6 +127,10 @@ class ResObjRPN(RPN):
     - Proposals are ranked by the final objectness o_T = o_0 + sum_t r_t and carry it as
       ``objectness_logits``.
     """
+
+    # T only: the sampling's batch size and positive fraction are gone (batch_size_per_image survives
+    # as a loss normaliser, not counted).
+    HYPERPARAMETERS = HYPERPARAMETERS
 
     @configurable
     def __init__(

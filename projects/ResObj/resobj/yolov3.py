@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from d2imbalance._compat import require_detectron2
 
-from .cascade import final_objectness
+from .cascade import HYPERPARAMETERS, final_objectness
 from .loss import check_cascade_head, check_cascade_options, objectness_loss_sums
 
 require_detectron2("resobj.yolov3")
@@ -102,6 +102,8 @@ class YOLOv3ResObjHead(YOLOv3Head):
 class YOLOv3ResObj(YOLOv3):
     """YOLOv3 whose objectness loss is the residual objectness cascade (Algorithm 1) and whose test
     objectness is o_T = o_0 + r_1 + ... + r_T."""
+
+    HYPERPARAMETERS = YOLOv3.HYPERPARAMETERS + HYPERPARAMETERS  # YOLOv3's own (none) and T
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ PROPOSAL_GENERATOR_REGISTRY and ``ScaleBalancedROIHeads`` in ROI_HEADS_REGISTRY 
 from d2imbalance._compat import detectron2_available
 
 from .weights import (
+    HYPERPARAMETERS,
     WEIGHTING_FORMS,
     anchor_weights,
     batch_scale_balanced_weights,
@@ -18,6 +19,7 @@ from .weights import (
 )
 
 __all__ = [
+    "HYPERPARAMETERS",
     "WEIGHTING_FORMS",
     "anchor_weights",
     "batch_scale_balanced_weights",

@@ -29,7 +29,9 @@ from torch.nn import functional as F
 
 from .loss import normalizer_value, weighted_box_loss, weighted_focal_loss
 from .matching import record_matches
-from .weights import WEIGHTING_FORMS, batch_scale_balanced_weights
+from d2imbalance.analysis.hyperparameters import FOCAL_LOSS
+
+from .weights import HYPERPARAMETERS, WEIGHTING_FORMS, batch_scale_balanced_weights
 
 __all__ = ["RetinaNetSCB"]
 
@@ -55,6 +57,8 @@ def gt_areas(gt_instances: List[Instances]) -> List[Tensor]:
 @META_ARCH_REGISTRY.register()
 class RetinaNetSCB(RetinaNet):
     """RetinaNet whose positive anchors' losses are weighted by W_i of their object (Eqs. 2-3)."""
+
+    HYPERPARAMETERS = FOCAL_LOSS + HYPERPARAMETERS  # the focal loss stays
 
     @configurable
     def __init__(

@@ -20,12 +20,15 @@ from detectron2.structures import Boxes
 
 from .meta_arch import check_scb_args
 from .ssd import ssd_prior_weights
+from .weights import HYPERPARAMETERS
 
 __all__ = ["RefineDetSCB"]
 
 
 class RefineDetSCB(RefineDet):
     """RefineDet whose ARM and / or ODM positives' classification loss is weighted by W_i (Eqs. 2-3)."""
+
+    HYPERPARAMETERS = RefineDet.HYPERPARAMETERS + HYPERPARAMETERS  # mining and anchor filtering stay
 
     def __init__(
         self,

@@ -20,7 +20,9 @@ from torch import Tensor
 from .loss import weighted_box_loss, weighted_cross_entropy
 from .matching import record_calls, record_matches
 from .meta_arch import check_scb_args
-from .weights import batch_scale_balanced_weights
+from d2imbalance.analysis.hyperparameters import ROI_HEADS_SAMPLING
+
+from .weights import HYPERPARAMETERS, batch_scale_balanced_weights
 
 __all__ = ["ScaleBalancedROIHeads", "ScaleBalancedFastRCNNOutputLayers"]
 
@@ -28,6 +30,8 @@ __all__ = ["ScaleBalancedROIHeads", "ScaleBalancedFastRCNNOutputLayers"]
 @ROI_HEADS_REGISTRY.register()
 class ScaleBalancedROIHeads(StandardROIHeads):
     """StandardROIHeads that attach ``scb_weights`` (S,) to each image's sampled proposals."""
+
+    HYPERPARAMETERS = ROI_HEADS_SAMPLING + HYPERPARAMETERS  # the proposal sampling stays
 
     @configurable
     def __init__(

@@ -18,7 +18,9 @@ from torch import Tensor
 from .loss import weighted_bce_loss
 from .matching import record_matches
 from .meta_arch import check_scb_args, dense_box_loss, gt_areas
-from .weights import batch_scale_balanced_weights
+from d2imbalance.analysis.hyperparameters import RPN_SAMPLING
+
+from .weights import HYPERPARAMETERS, batch_scale_balanced_weights
 
 __all__ = ["ScaleBalancedRPN"]
 
@@ -26,6 +28,8 @@ __all__ = ["ScaleBalancedRPN"]
 @PROPOSAL_GENERATOR_REGISTRY.register()
 class ScaleBalancedRPN(RPN):
     """RPN whose objectness (and optionally box) losses of positive anchors are weighted by W_i."""
+
+    HYPERPARAMETERS = RPN_SAMPLING + HYPERPARAMETERS  # the RPN's anchor sampling stays
 
     @configurable
     def __init__(

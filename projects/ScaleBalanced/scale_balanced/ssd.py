@@ -19,7 +19,7 @@ from d2imbalance.modeling import SSD
 from detectron2.utils.events import get_event_storage
 
 from .meta_arch import check_scb_args, gt_areas
-from .weights import batch_scale_balanced_weights
+from .weights import HYPERPARAMETERS, batch_scale_balanced_weights
 
 __all__ = ["SSDSCB", "ssd_prior_weights"]
 
@@ -33,6 +33,8 @@ def ssd_match_labels(matched_idxs: List[Tensor]) -> List[Tensor]:
 
 class SSDSCB(SSD):
     """SSD whose positive priors' classification loss is weighted by W_i of their object (Eqs. 2-3)."""
+
+    HYPERPARAMETERS = SSD.HYPERPARAMETERS + HYPERPARAMETERS  # hard negative mining stays
 
     def __init__(
         self,

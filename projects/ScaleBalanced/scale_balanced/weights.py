@@ -11,9 +11,11 @@ import torch
 from torch import Tensor
 
 from d2imbalance.evaluation.size_classes import SIZE_NAMES as SIZE_CLASSES
+from d2imbalance.analysis.hyperparameters import Hyperparameter
 from d2imbalance.evaluation.size_classes import size_index as size_class  # COCO's classes, upper bounds inclusive
 
 __all__ = [
+    "HYPERPARAMETERS",
     "WEIGHTING_FORMS",
     "SIZE_CLASSES",
     "weight_from_count",
@@ -25,6 +27,16 @@ __all__ = [
     "size_class_stats",
     "ScaleBalancedWeights",
 ]
+
+#: What the scale-balanced loss introduces (the review's "Parameters"; §3.2: "There are two
+#: hyperparameters in the Eq. (3)"). Config keys of every SCB detector (RetinaNetSCB, SSDSCB,
+#: RefineDetSCB, ScaleBalancedRPN / ScaleBalancedROIHeads relative to their node); each detector adds
+#: them to the imbalance hyper-parameters of the detector it keeps (focal loss, mining, sampling).
+#: ``weighting_form`` is Table 1's choice among forms, not a tuned value.
+HYPERPARAMETERS = (
+    Hyperparameter("scb_alpha", 1.0, "α of W_i = β(log M_i + α)/M_i (Eq. 3; 1 in every experiment, Table 2)"),
+    Hyperparameter("scb_beta", 3.0, "β of W_i = β(log M_i + α)/M_i (Eq. 3; 3 in every experiment, Table 2)"),
+)
 
 
 def _scale_balanced(m: Tensor, alpha: float, beta: float) -> Tensor:
