@@ -1,0 +1,36 @@
+"""Sampling-Free (Chen et al., "Is Heuristic Sampling Necessary in Training Deep Object Detectors?",
+arXiv:1909.04868): optimal bias initialisation, guided loss, class-adaptive thresholds.
+
+The arithmetic (:mod:`sampling_free.core`) is pure torch and always importable. The detectron2 model
+(:class:`RetinaNetSamplingFree`) is imported only when detectron2 is installed.
+"""
+from d2imbalance._compat import detectron2_available
+
+from .core import (
+    GUIDED_LOSS_MODES,
+    HYPERPARAMETERS,
+    OfficialGuidedLoss,
+    class_adaptive_thresholds,
+    guided_classification_loss,
+    guided_ratio,
+    initial_classification_loss,
+    optimal_prior,
+    prior_to_bias,
+)
+
+__all__ = [
+    "GUIDED_LOSS_MODES",
+    "HYPERPARAMETERS",
+    "OfficialGuidedLoss",
+    "class_adaptive_thresholds",
+    "guided_classification_loss",
+    "guided_ratio",
+    "initial_classification_loss",
+    "optimal_prior",
+    "prior_to_bias",
+]
+
+if detectron2_available():
+    from .meta_arch import RetinaNetSamplingFree
+
+    __all__ += ["RetinaNetSamplingFree"]
