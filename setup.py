@@ -25,6 +25,10 @@ PROJECT_PACKAGES = {
     "resobj": "projects/ResObj/resobj",
     "scale_balanced": "projects/ScaleBalanced/scale_balanced",
     "objconf": "projects/ObjConf/objconf",
+    "drloss": "projects/DRLoss/drloss",
+    "sampling_free": "projects/SamplingFree/sampling_free",
+    "ghm": "projects/GHM/ghm",
+    "aploss": "projects/APLoss/aploss",
 }
 
 setup(

@@ -14,6 +14,10 @@ def test_pure_parts_import_without_detectron2():
     result = _run(
         "import d2imbalance, d2imbalance.data.shapes, d2imbalance.data.validation, d2imbalance.lr_scaling\n"
         "import resobj, scale_balanced, objconf\n"
+        "import drloss, drloss.dr_loss\n"
+        "import sampling_free, sampling_free.core\n"
+        "import ghm, ghm.ghm_loss\n"
+        "import aploss, aploss.ap_loss\n"
         "print('ok')"
     )
     assert result.returncode == 0, result.stderr
