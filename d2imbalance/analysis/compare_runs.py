@@ -46,7 +46,7 @@ def final_metrics(output_dir: str, extra_keys: Sequence[str] = ()) -> Dict:
     }
 
 
-def _cell(values: Sequence[float], fmt: str = ".1f") -> str:
+def mean_std_cell(values: Sequence[float], fmt: str = ".1f") -> str:
     """One run: its value; several: mean ± sample std; NaN (not reported): "-"."""
     if any(math.isnan(v) for v in values):
         return "-"
@@ -78,8 +78,8 @@ def markdown_table(runs: Sequence[Tuple[str, str]], extra_keys: Sequence[str] = 
     ]
     for label, results in groups.items():
         iterations = sorted({r["iteration"] for r in results})
-        cells = [_cell([r["ap"][k] for r in results]) for k in AP_KEYS]
-        cells += [_cell([r["extra"][k] for r in results]) for k in extra_keys]
+        cells = [mean_std_cell([r["ap"][k] for r in results]) for k in AP_KEYS]
+        cells += [mean_std_cell([r["extra"][k] for r in results]) for k in extra_keys]
         delta = statistics.mean(r["ap"]["AP"] for r in results) - base
         seconds = statistics.mean(r["sec_per_iter"] for r in results)
         lines.append(
