@@ -108,6 +108,17 @@ def test_head_outputs_are_anchor_major_per_output():
     assert flat[0, 1].tolist() == list(range(8, 16))  # anchor 1's x, y, w, h, obj, 3 classes
 
 
+def test_anchors_and_masks_are_yolov3_cfgs():
+    from d2imbalance.modeling import YOLOV3_ANCHOR_MASKS, YOLOV3_COCO_ANCHORS
+
+    # The [yolo] sections of pjreddie/darknet cfg/yolov3.cfg, as written there.
+    cfg_anchors = "10,13,  16,30,  33,23,  30,61,  62,45,  59,119,  116,90,  156,198,  373,326"
+    values = [int(v) for v in cfg_anchors.replace(" ", "").split(",")]
+    assert YOLOV3_COCO_ANCHORS == tuple(zip(values[0::2], values[1::2]))
+    # mask = 6,7,8 on the stride-32 output, 3,4,5 on 16, 0,1,2 on 8 (finest first here).
+    assert YOLOV3_ANCHOR_MASKS == ((0, 1, 2), (3, 4, 5), (6, 7, 8))
+
+
 def test_shape_matched_anchor_by_hand():
     from d2imbalance.modeling import YOLOV3_COCO_ANCHORS, shape_matched_anchors
 
