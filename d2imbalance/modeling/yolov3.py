@@ -339,11 +339,11 @@ class YOLOv3(DenseDetector):
         return torch.cat(flat, dim=1)
 
     def prediction_grid(self, maps: List[Tensor]) -> Dict[str, Tensor]:
-        """For the R flattened predictions: cell column ``x`` and row ``y``, ``stride``, anchor size
-        ``anchor_wh`` (R, 2), and ``level``; plus ``level_start`` (L,), each output's first index, and
-        ``level_hw`` (L, 2), each output's height and width."""
-        columns, rows, strides, anchor_wh, levels, starts, start = [], [], [], [], [], [], 0
-        for level, (x, stride, mask) in enumerate(zip(maps, self.strides, self.anchor_masks)):
+        """For the R flattened predictions: cell column ``x`` and row ``y``, ``stride`` and anchor size
+        ``anchor_wh`` (R, 2); plus ``level_start`` (L,), each output's first index, and ``level_hw``
+        (L, 2), each output's height and width."""
+        columns, rows, strides, anchor_wh, starts, start = [], [], [], [], [], 0
+        for x, stride, mask in zip(maps, self.strides, self.anchor_masks):
             h, w = x.shape[-2:]
             a = len(mask)
             ys, xs = torch.meshgrid(torch.arange(h, device=x.device), torch.arange(w, device=x.device), indexing="ij")
@@ -351,12 +351,11 @@ class YOLOv3(DenseDetector):
             rows.append(ys.reshape(-1, 1).expand(-1, a).reshape(-1))
             strides.append(torch.full((h * w * a,), float(stride), device=x.device))
             anchor_wh.append(self.anchors[mask].repeat(h * w, 1))
-            levels.append(torch.full((h * w * a,), level, device=x.device, dtype=torch.long))
             starts.append(start)
             start += h * w * a
         return dict(
             x=torch.cat(columns), y=torch.cat(rows), stride=torch.cat(strides), anchor_wh=torch.cat(anchor_wh),
-            level=torch.cat(levels), level_start=torch.tensor(starts, device=maps[0].device),
+            level_start=torch.tensor(starts, device=maps[0].device),
             level_hw=torch.tensor([list(x.shape[-2:]) for x in maps], device=maps[0].device),
         )
 
