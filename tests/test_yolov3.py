@@ -149,6 +149,16 @@ def test_targets_best_of_nine_anchor_at_the_centre_cell():
     assert targets.classes.tolist() == [[0, 1, 0], [0, 0, 1]]
 
 
+def test_centre_on_the_input_border_takes_the_last_cell():
+    """A 12x14 box centred on the right border (x = 64 of a 64-wide input) belongs to column 7, the last
+    of output 0, with an x offset of 1 (Darknet's i = (int)(truth.x * l.w) would index past the row)."""
+    model = tiny_yolo()
+    outputs = torch.zeros(1, num_predictions(), 8)
+    targets, _ = label(model, outputs, [instances((64, 64), [[58, 21, 70, 35]], [0])])
+    assert targets.positive_index.tolist() == [flat_index(0, 7, 3, 0)]
+    assert targets.box[0, :2].tolist() == pytest.approx([1.0, 28 / 8 - 3])
+
+
 def test_two_objects_in_one_cell_keep_the_last_box_and_both_classes():
     model = tiny_yolo()
     outputs = torch.zeros(1, num_predictions(), 8)
