@@ -326,6 +326,7 @@ def test_scb_detectors_infer_with_their_vanilla_detectors_code():
     for scb, vanilla in ((SSDSCB, SSD), (RefineDetSCB, RefineDet)):
         for name in ("forward", "forward_inference", "inference_single_image", "preprocess_image"):
             assert getattr(scb, name) is getattr(vanilla, name), (scb.__name__, name)
+        # Besides training, only the declaration of the hyper-parameters (data, read by the comparison tool).
         assert set(vars(scb)) - {"__module__", "__doc__", "__init__", "__qualname__"} <= {
-            "forward_training", "prior_weights", "_weights",
+            "forward_training", "prior_weights", "_weights", "HYPERPARAMETERS",
         }
