@@ -243,15 +243,23 @@ class ReportingCheckpointer(DetectionCheckpointer):
         logger.info(self.last_report.describe())
 
 
-def _write_atomically(path: str, write: Callable) -> None:
-    """Write ``path`` through ``<path>.partial`` and a rename, so that ``path`` is always either
-    the old file or the complete new one."""
-    partial = f"{path}.partial"
+def _write_atomically(path: str, write: Callable, partial: str = "") -> None:
+    """Write ``path`` through ``partial`` (default ``<path>.partial``) and a rename, so that ``path`` is
+    always either the old file or the complete new one."""
+    partial = partial or f"{path}.partial"
     with open(partial, "wb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(partial, path)
+
+
+def save_backbone_checkpoint(backbone_state: Dict[str, torch.Tensor], author: str, path) -> None:
+    """Write a detectron2 checkpoint that warm-starts a model's ``backbone`` (converted ImageNet weights:
+    torchvision's VGG16, Darknet's Darknet-53) to ``path``, atomically through a per-process partial
+    file, so ranks converting the same weights at once never read half a file."""
+    checkpoint = {"model": {f"backbone.{k}": v for k, v in backbone_state.items()}, "__author__": author}
+    _write_atomically(str(path), lambda f: torch.save(checkpoint, f), partial=f"{path}.{os.getpid()}.partial")
 
 
 def load_checkpoint_with_report(model, path_or_url: str) -> CheckpointLoadReport:

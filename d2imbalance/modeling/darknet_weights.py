@@ -44,7 +44,7 @@ require_detectron2("d2imbalance.modeling.darknet_weights")
 from detectron2.utils.file_io import PathHandler, PathManager  # noqa: E402
 
 from .darknet import Darknet53, DarknetConv  # noqa: E402
-from .vgg import _to_checkpoint  # noqa: E402
+from ..checkpoint import save_backbone_checkpoint  # noqa: E402
 
 __all__ = [
     "DarknetHeader",
@@ -297,11 +297,8 @@ class Darknet53WeightsHandler(PathHandler):
         target = default_cache_root() / f"darknet53_{Path(local).name}_{key}.pth"
         if not target.is_file():
             state = convert_darknet53_weights(local, width_ratio=_WIDTH_RATIO)
-            checkpoint = _to_checkpoint(state, f"Darknet-53 from {source}")
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(checkpoint, partial)
-            os.replace(partial, target)  # atomic: concurrent ranks never read half a file
+            save_backbone_checkpoint(state, f"Darknet-53 from {source}", target)
         return str(target)
 
 
@@ -316,7 +313,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     header = read_darknet_header(args.source)
     state = convert_darknet53_weights(args.source, width_ratio=_WIDTH_RATIO)
-    torch.save(_to_checkpoint(state, f"Darknet-53 from {args.source}"), args.target)
+    save_backbone_checkpoint(state, f"Darknet-53 from {args.source}", args.target)
     print(
         f"Wrote {len(state)} backbone tensors to {args.target} (Darknet {header.major}.{header.minor}."
         f"{header.revision}, seen {header.seen})"

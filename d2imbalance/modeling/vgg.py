@@ -17,7 +17,6 @@ ImageNet VGG16 once, converts it (:func:`convert_torchvision_vgg16`) and caches 
 """
 import argparse
 import functools
-import os
 from typing import Dict, List, Optional
 
 import torch
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._compat import require_detectron2
+from ..checkpoint import save_backbone_checkpoint
 
 require_detectron2("d2imbalance.modeling.vgg")
 from detectron2.layers import Conv2d, ShapeSpec, get_norm  # noqa: E402
@@ -225,11 +225,6 @@ def convert_torchvision_vgg16(state_dict: Dict[str, torch.Tensor]) -> Dict[str, 
     return out
 
 
-def _to_checkpoint(backbone_state: Dict[str, torch.Tensor], author: str) -> dict:
-    """A detectron2 checkpoint that warm-starts an SSD model's ``backbone``."""
-    return {"model": {f"backbone.{k}": v for k, v in backbone_state.items()}, "__author__": author}
-
-
 def _torchvision_vgg16_state_dict(weights_name: str) -> Dict[str, torch.Tensor]:
     """torchvision's VGG16 weights (downloaded once into torch.hub's cache)."""
     import torchvision
@@ -257,13 +252,9 @@ class TorchvisionVGG16Handler(PathHandler):
         name = path[len(self.PREFIX) :]
         target = default_cache_root() / f"ssd_vgg16_{name}.pth"
         if not target.is_file():
-            checkpoint = _to_checkpoint(
-                convert_torchvision_vgg16(_torchvision_vgg16_state_dict(name)), f"torchvision VGG16 {name}"
-            )
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(checkpoint, partial)
-            os.replace(partial, target)  # atomic: concurrent ranks never read half a file
+            converted = convert_torchvision_vgg16(_torchvision_vgg16_state_dict(name))
+            save_backbone_checkpoint(converted, f"torchvision VGG16 {name}", target)
         return str(target)
 
 
@@ -277,7 +268,7 @@ def main(argv=None) -> None:
     parser.add_argument("target", help="where to write the detectron2 checkpoint (train.init_checkpoint)")
     args = parser.parse_args(argv)
     converted = convert_torchvision_vgg16(torch.load(args.source, map_location="cpu"))
-    torch.save(_to_checkpoint(converted, f"torchvision VGG16 from {args.source}"), args.target)
+    save_backbone_checkpoint(converted, f"torchvision VGG16 from {args.source}", args.target)
     print(f"Wrote {len(converted)} backbone tensors to {args.target}")
 
 
