@@ -349,6 +349,9 @@ def test_polynomial_burn_in():
     assert schedule(0.1) == schedule(0.7) == 0.5
     with pytest.raises(ValueError, match="burn_in"):
         PolynomialBurnIn(ConstantParamScheduler(1.0), burn_in=0.0)
+    for power in (0.0, -1.0):  # a power of 0 would be no burn-in at all
+        with pytest.raises(ValueError, match="power"):
+            PolynomialBurnIn(ConstantParamScheduler(1.0), burn_in=0.1, power=power)
 
 
 def test_yolov3_configs_follow_yolov3_cfg():
