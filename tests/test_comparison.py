@@ -8,6 +8,8 @@ import importlib.util
 import json
 import math
 import re
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -236,6 +238,12 @@ def test_progress_logs_runs_done_elapsed_and_eta_from_the_mean_duration(tmp_path
     clock.now = 4 * 3600.0
     assert progress.record("d", 3 * 3600.0 + 300.0).endswith("d: 3h 05m); elapsed 4h 00m; all runs trained")
     assert [format_duration(s) for s in (0, 42.4, 1510, 11100)] == ["0s", "42s", "25m 10s", "3h 05m"]
+    # Lanes divide the ETA while at least that many runs are left: 4 left x 60 s / 2 lanes; then 1 left, 1 lane.
+    lanes = Progress(5, FakeClock(step=0.0), lanes=2)
+    assert lanes.record("a", 60.0).endswith("ETA 2m 00s (4 left x 1m 00s mean per run / 2 lanes)")
+    for what in "bc":
+        lanes.record(what, 60.0)
+    assert lanes.record("d", 60.0).endswith("ETA 1m 00s (1 left x 1m 00s mean per run)")
 
     # The comparison logs one such line per trained run. Fake clock, every reading +60 s: progress
     # start 60, run start 120, run end 180 (duration 60 s), the line's reading 240 (elapsed 180 s).
@@ -251,6 +259,64 @@ def test_progress_logs_runs_done_elapsed_and_eta_from_the_mean_duration(tmp_path
     assert progress_lines[-1].endswith("all runs trained")
 
 
+def test_lane_environments_split_the_gpus_or_the_cores():
+    assert cmp.lane_environments(1, 8, [str(i) for i in range(8)], 16, {}) == [{}]  # alone: the whole machine
+    assert cmp.lane_environments(2, 2, ["2", "3", "5", "7"], 16, {}) == [
+        {"CUDA_VISIBLE_DEVICES": "2,3"}, {"CUDA_VISIBLE_DEVICES": "5,7"}]
+    assert cmp.lane_environments(3, 1, ["0", "1", "2", "3"], 16, {}) == [
+        {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "2"}]
+    with pytest.raises(ValueError, match=r"jobs=3 lanes x num_gpus=2 need 6 GPUs, 4 visible \(0,1,2,3\); lower"):
+        cmp.lane_environments(3, 2, ["0", "1", "2", "3"], 16, {})
+    assert cmp.lane_environments(2, 1, [], 5, {}) == [{"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}] * 2
+    assert cmp.lane_environments(4, 1, [], 2, {}) == [{"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}] * 4
+    # A thread count the user set is theirs.
+    assert cmp.lane_environments(2, 1, [], 8, {"OMP_NUM_THREADS": "3"}) == [{"MKL_NUM_THREADS": "4"}] * 2
+
+
+def test_lanes_train_runs_at_once_each_in_its_lane_environment(tmp_path):
+    """Two lanes: both trainers must be inside a run at the same time (the barrier), each run is
+    trained once, and each job carries its lane's environment."""
+    barrier = threading.Barrier(2, timeout=10)
+    jobs, lock = [], threading.Lock()
+
+    def trainer(job):
+        with lock:
+            jobs.append(job)
+        barrier.wait()  # a BrokenBarrierError after 10 s if the lanes ran one after another
+        write_metrics(job.run.output_dir, BASE[job.run.seed])
+
+    lines = []
+    c = comparison(tmp_path, jobs=2, gpu_ids=["4", "6"], trainer=trainer, benchmark=never, log=lines.append)
+    c.train()
+    assert sorted((j.run.config, j.run.seed) for j in jobs) == sorted(
+        (config, seed) for config in (ENTRY.baseline, ENTRY.config) for seed in (0, 1))
+    assert {j.env["CUDA_VISIBLE_DEVICES"] for j in jobs} == {"4", "6"}
+    assert sum("(lane 1/2)" in line for line in lines) + sum("(lane 2/2)" in line for line in lines) == 4
+    assert [line for line in lines if "runs trained" in line][-1].endswith("all runs trained")
+
+
+def test_a_failing_lane_stops_new_runs_and_the_error_reaches_the_caller(tmp_path):
+    started = []
+
+    def trainer(job):
+        started.append((job.run.config, job.run.seed))
+        if job.run.seed == 0 and job.run.config == ENTRY.baseline:
+            raise RuntimeError("out of memory in the baseline")
+        write_metrics(job.run.output_dir, BASE[job.run.seed])
+
+    c = comparison(tmp_path, jobs=2, trainer=trainer, benchmark=never)
+    with pytest.raises(RuntimeError, match="out of memory in the baseline"):
+        c.train()
+    assert len(started) <= 2  # the failing run and at most the other lane's run already under way
+
+
+def test_train_in_subprocess_gives_the_run_its_lane_environment(tmp_path):
+    run = cmp.Run("c.py", 0, tmp_path / "run", MAX_ITER)
+    command = (sys.executable, "-c", "import os; print('lane threads', os.environ['OMP_NUM_THREADS'])")
+    cmp.train_in_subprocess(cmp.TrainingJob(run, False, command, tmp_path / "run" / "log", tmp_path, {"OMP_NUM_THREADS": "7"}))
+    assert "lane threads 7" in (tmp_path / "run" / "log").read_text()
+
+
 def test_entries_and_arguments_are_checked(tmp_path):
     path = tmp_path / "entries.json"
     path.write_text(json.dumps([{"label": "A", "config": "x.py", "baseline": "b.py", "benchmark": {"image_size": 300}}]))
@@ -263,6 +329,8 @@ def test_entries_and_arguments_are_checked(tmp_path):
         Entry("A", "x.py", "x.py")
     with pytest.raises(ValueError, match="distinct integers"):
         comparison(tmp_path, seeds=[0, 0])
+    with pytest.raises(ValueError, match=r"jobs=0 must be >= 1"):
+        comparison(tmp_path, jobs=0)
     with pytest.raises(ValueError, match="sets train.seed and train.output_dir"):
         comparison(tmp_path, overrides=["train.seed=3"])
     assert cmp.config_slug("configs/ResObj/x.py") == cmp.config_slug("ResObj/x.py") == "ResObj/x"
@@ -363,7 +431,7 @@ def test_real_configs_give_the_hyper_parameter_column_from_declarations(tmp_path
 
 
 @pytest.mark.detectron2
-def test_cli_dry_run_prints_the_plan(tmp_path, capsys):
+def test_cli_dry_run_prints_the_plan(tmp_path, capsys, monkeypatch):
     spec = importlib.util.spec_from_file_location("compare_solutions", REPO / "tools" / "compare_solutions.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
@@ -381,6 +449,19 @@ def test_cli_dry_run_prints_the_plan(tmp_path, capsys):
     assert re.search(r"train  ResObj/retinanet_resobj_shapes.py seed 1 .*--num-gpus 2 train.seed=1 "
                      r"train.output_dir=\S+seed1 train.max_iter=10", out)  # fmt: skip
     assert "benchmark ResObj: to measure" in out
+    assert "lane 1/1: the whole machine" in out
+
+    # --jobs reaches the lanes: 2 CPU lanes share the cores (no GPU, no thread count set).
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cmp.os, "cpu_count", lambda: 4)
+    assert tool.main(["--entries", str(entries), "--seeds", "0", "--output-dir", str(out_dir), "--jobs", "2",
+                      "--dry-run"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "lane 1/2: OMP_NUM_THREADS=2 MKL_NUM_THREADS=2" in out and "lane 2/2: OMP_NUM_THREADS=2" in out
+    with pytest.raises(SystemExit):
+        tool.main(["--entries", str(entries), "--output-dir", str(out_dir), "--jobs", "0", "--dry-run"])
+    assert "jobs=0 must be >= 1" in capsys.readouterr().err
 
 
 @pytest.mark.detectron2

@@ -3,6 +3,7 @@
 
     # every solution's shapes config against its baseline, 3 seeds each (CPU or the GPUs present):
     python tools/compare_solutions.py --list shapes --seeds 0 1 2 --output-dir output/comparison_shapes
+    # on 2 CPU cores or 8 GPUs, small runs side by side: --jobs 2 / --jobs 8
     # the same command again resumes an interrupted comparison (finished runs are skipped);
     # --dry-run prints what it would train, resume or skip and exits
     python tools/compare_solutions.py --list coco_r50_fpn_1x --seeds 0 1 --num-gpus 8 \
@@ -17,6 +18,7 @@ d2imbalance.analysis.solution_lists.
 """
 import argparse
 import logging
+import os
 import sys
 
 from d2imbalance.analysis.comparison import Comparison, load_entries
@@ -34,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", help="runs, benchmarks and outputs (default output/comparison_<name>)")
     parser.add_argument("--name", help="stem of the output files (default: the list's name, or 'comparison')")
     parser.add_argument("--num-gpus", type=int, default=1, help="--num-gpus of every train_net.py run")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, each on its own --num-gpus GPUs, or on CPU on cpu_count / jobs "
+                             "threads (default 1)")  # fmt: skip
     parser.add_argument("--train-net", help="path of train_net.py (default: the repository's)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs to train / resume / skip and exit")
     bench = parser.add_argument_group("benchmark (tools/benchmark.py's settings, for every pair)")
@@ -71,6 +76,11 @@ def main(argv=None) -> int:
 
     import torch
 
+    # The lanes share the GPUs this process sees, named as CUDA_VISIBLE_DEVICES names them.
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpu_count = torch.cuda.device_count()
+    gpu_ids = ([d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(gpu_count)])
+    gpu_ids = gpu_ids[:gpu_count]
     settings = dict(
         image_size=args.benchmark_image_size, batch=args.benchmark_batch, iters=args.benchmark_iters,
         warmup=args.benchmark_warmup, device=args.benchmark_device or ("cuda" if torch.cuda.is_available() else "cpu"),
@@ -80,7 +90,8 @@ def main(argv=None) -> int:
     try:
         comparison = Comparison(
             entries, args.seeds, output_dir, name=name, description=DESCRIPTIONS.get(args.list or "", ""),
-            overrides=args.overrides, num_gpus=args.num_gpus, train_net=args.train_net, benchmark_settings=settings,
+            overrides=args.overrides, num_gpus=args.num_gpus, jobs=args.jobs, gpu_ids=gpu_ids,
+            train_net=args.train_net, benchmark_settings=settings,
         )  # fmt: skip
     except ValueError as e:
         parser.error(str(e))
@@ -93,6 +104,9 @@ def main(argv=None) -> int:
         for config, info in comparison.infos.items():
             params = ", ".join(f"{h.name}={value}" for h, value in info.hyperparameters) or "none"
             print(f"{config}: {info.model_class}, max_iter {info.max_iter}, hyper-parameters: {params}")
+        for lane, env in enumerate(comparison.lane_env, 1):
+            settings_text = " ".join(f"{k}={v}" for k, v in env.items()) or "the whole machine"
+            print(f"lane {lane}/{comparison.jobs}: {settings_text}")
         for run, state in comparison.plan():
             action = {"finished": "skip  ", "interrupted": "resume", "new": "train "}[state]
             command = "" if state == "finished" else "  $ " + " ".join(comparison.job(run, state == "interrupted").command)

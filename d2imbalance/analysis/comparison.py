@@ -6,8 +6,9 @@ lists are in :mod:`d2imbalance.analysis.solution_lists`) and the seeds. :class:`
 1. reads every config (``LazyConfig.load``, no model built): its ``train.max_iter`` and the
    hyper-parameters its model class declares (:mod:`~d2imbalance.analysis.hyperparameters`);
 2. trains every config x seed that has no result yet, each as its own ``train_net.py`` process
-   (:func:`train_in_subprocess`; see "Why a process per run"), logging after each run how many are
-   done, the time elapsed and the ETA (the mean duration of this session's runs times the runs left);
+   (:func:`train_in_subprocess`; see "Why a process per run"), ``jobs`` of them at once (see "Lanes"),
+   logging after each run how many are done, the time elapsed and the ETA (the mean duration of this
+   session's runs times the runs left, divided by the lanes);
 3. measures each method against its baseline with :func:`d2imbalance.benchmark.run_benchmark`
    (train-step, peak-memory and inference ratios), caching the result as JSON;
 4. writes ``<name>.md`` (the table), ``<name>.json`` (every number) and ``<name>.png`` (ΔAP against
@@ -35,6 +36,12 @@ several CPU processes with gloo). Calling ``launch_from_args`` in this process i
 process group, registered datasets, logger handlers, CUDA memory and global seeds behind after each
 run, each of which the next run would inherit, and one crashing run would end the whole comparison.
 
+**Lanes.** ``jobs`` > 1 trains that many runs at once, each lane on its own share of the machine
+(:func:`lane_environments`): on GPUs, lane k sees only its ``num_gpus`` devices through
+CUDA_VISIBLE_DEVICES; on CPU, each lane gets cpu_count // jobs threads (OMP_NUM_THREADS and
+MKL_NUM_THREADS, unless already set). Several small runs side by side use a machine better than one
+run after another: a shapes run cannot keep 8 GPUs, or even 2 CPU cores, busy.
+
 Pure Python: detectron2 (config loading, benchmark) is imported only by the functions that need it,
 so everything else can be used and tested without it.
 """
@@ -46,6 +53,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +73,7 @@ __all__ = [
     "describe_config",
     "config_hyperparameters",
     "train_in_subprocess",
+    "lane_environments",
     "run_benchmark_in_process",
     "run_state",
     "delta_ap",
@@ -177,13 +186,15 @@ class Run:
 
 @dataclass(frozen=True)
 class TrainingJob:
-    """What the trainer gets: the run, whether it resumes, the train_net.py command line, its log."""
+    """What the trainer gets: the run, whether it resumes, the train_net.py command line, its log, and
+    the environment variables its lane sets (:func:`lane_environments`)."""
 
     run: Run
     resume: bool
     command: Tuple[str, ...]
     log_file: Path
     cwd: Path
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -282,7 +293,8 @@ def train_in_subprocess(job: TrainingJob) -> None:
     with open(job.log_file, "a") as log:
         log.write(f"\n$ {shlex.join(job.command)}\n")
         log.flush()
-        code = subprocess.run(list(job.command), stdout=log, stderr=subprocess.STDOUT, cwd=job.cwd).returncode
+        env = {**os.environ, **job.env}
+        code = subprocess.run(list(job.command), stdout=log, stderr=subprocess.STDOUT, cwd=job.cwd, env=env).returncode
     if code != 0:
         tail = "\n".join(job.log_file.read_text(errors="replace").splitlines()[-25:])
         raise RuntimeError(
@@ -290,6 +302,37 @@ def train_in_subprocess(job: TrainingJob) -> None:
             f"{shlex.join(job.command)}\nLast lines of {job.log_file}:\n{tail}\nFix the cause and run the "
             "comparison again: finished runs are skipped, this one resumes from its last checkpoint."
         )
+
+
+def lane_environments(
+    jobs: int, num_gpus: int, gpu_ids: Sequence[str], cpu_count: int, environ: Mapping[str, str]
+) -> List[Dict[str, str]]:
+    """The environment variables of each of ``jobs`` training lanes (see "Lanes").
+
+    Args:
+        jobs: runs trained at once.
+        num_gpus: ``--num-gpus`` of each run.
+        gpu_ids: the GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (empty: CPU).
+        cpu_count: CPU cores, shared among CPU lanes.
+        environ: this process's environment; thread counts already set there are kept.
+
+    Returns:
+        One dict per lane; empty dicts for a single lane (the run gets the whole machine, as alone).
+
+    Raises:
+        ValueError: the lanes need more GPUs than ``gpu_ids`` has.
+    """
+    if jobs == 1:
+        return [{}]
+    if gpu_ids:
+        if jobs * num_gpus > len(gpu_ids):
+            raise ValueError(
+                f"jobs={jobs} lanes x num_gpus={num_gpus} need {jobs * num_gpus} GPUs, {len(gpu_ids)} visible "
+                f"({','.join(gpu_ids)}); lower --jobs or --num-gpus."
+            )
+        return [{"CUDA_VISIBLE_DEVICES": ",".join(gpu_ids[k * num_gpus:(k + 1) * num_gpus])} for k in range(jobs)]
+    threads = str(max(1, cpu_count // jobs))
+    return [{k: threads for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k not in environ} for _ in range(jobs)]
 
 
 def run_benchmark_in_process(method: str, baseline: str, settings: Mapping[str, Any]) -> Dict:
@@ -338,11 +381,13 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """k/n runs trained, elapsed time and ETA = mean duration of the runs done x runs left."""
+    """k/n runs trained, elapsed time and ETA = mean duration of the runs done x runs left / lanes
+    (the lanes busy while that many runs are left)."""
 
-    def __init__(self, total: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, total: int, clock: Callable[[], float] = time.monotonic, lanes: int = 1):
         self.total = total
         self.clock = clock
+        self.lanes = lanes
         self.start = clock()
         self.durations: List[float] = []
 
@@ -356,7 +401,10 @@ class Progress:
             f"elapsed {format_duration(self.clock() - self.start)}; "
         )
         if left:
-            return line + f"ETA {format_duration(mean * left)} ({left} left x {format_duration(mean)} mean per run)"
+            lanes = min(self.lanes, left)
+            per_lane = f" / {lanes} lanes" if lanes > 1 else ""
+            eta = format_duration(mean * left / lanes)
+            return line + f"ETA {eta} ({left} left x {format_duration(mean)} mean per run{per_lane})"
         return line + "all runs trained"
 
 
@@ -466,6 +514,8 @@ class Comparison:
         name: the output files' stem and the table's title.
         overrides: ``key=value`` overrides of every training run (e.g. ``train.max_iter=200``).
         num_gpus: ``--num-gpus`` of every training run.
+        jobs: training runs at once, each in its own lane (see "Lanes").
+        gpu_ids: the GPUs the lanes share, as CUDA_VISIBLE_DEVICES names them; empty on CPU.
         train_net: path of train_net.py (default: the repository's).
         benchmark_settings: BenchmarkSettings keywords of every pair (image_size, batch, iters, warmup,
             device, amp, overrides), updated by each entry's ``benchmark``.
@@ -487,6 +537,8 @@ class Comparison:
         description: str = "",
         overrides: Sequence[str] = (),
         num_gpus: int = 1,
+        jobs: int = 1,
+        gpu_ids: Sequence[str] = (),
         train_net: Optional[str] = None,
         benchmark_settings: Optional[Mapping[str, Any]] = None,
         describe: Optional[Callable[[str, Sequence[str]], ConfigInfo]] = None,
@@ -504,6 +556,8 @@ class Comparison:
             raise ValueError(f"seeds={list(seeds)}: give distinct integers >= 0 (train.seed of each run).")
         if num_gpus < 1:
             raise ValueError(f"num_gpus={num_gpus} must be >= 1.")
+        if jobs < 1:
+            raise ValueError(f"jobs={jobs} must be >= 1 (the number of runs trained at once).")
         clash = [o for o in overrides if o.split("=", 1)[0].lstrip("+") in ("train.seed", "train.output_dir")]
         if clash:
             raise ValueError(f"{clash}: the comparison sets train.seed and train.output_dir of each run itself.")
@@ -514,6 +568,8 @@ class Comparison:
         self.description = description
         self.overrides = tuple(overrides)
         self.num_gpus = num_gpus
+        self.jobs = jobs
+        self.lane_env = lane_environments(jobs, num_gpus, tuple(gpu_ids), os.cpu_count() or 1, os.environ)
         self.train_net = Path(train_net or Path(__file__).resolve().parents[2] / "train_net.py").absolute()
         self.benchmark_settings = dict(benchmark_settings or {})
         self._describe = describe or describe_config
@@ -575,12 +631,13 @@ class Comparison:
             plan.append((run, run_state(run)))
         return plan
 
-    def job(self, run: Run, resume: bool) -> TrainingJob:
+    def job(self, run: Run, resume: bool, lane: int = 0) -> TrainingJob:
         command = [sys.executable, str(self.train_net), "--config-file", run.config, "--num-gpus", str(self.num_gpus)]
         if resume:
             command.append("--resume")
         command += [f"train.seed={run.seed}", f"train.output_dir={run.output_dir}", *self.overrides]
-        return TrainingJob(run, resume, tuple(command), run.output_dir / TRAIN_LOG, self.train_net.parent)
+        return TrainingJob(run, resume, tuple(command), run.output_dir / TRAIN_LOG, self.train_net.parent,
+                           self.lane_env[lane])  # fmt: skip
 
     def train(self) -> None:
         """Train every run that is not finished (interrupted ones with --resume), logging progress."""
@@ -596,23 +653,50 @@ class Comparison:
         if not self.train_net.is_file():
             raise FileNotFoundError(f"{self.train_net} does not exist; pass train_net= (--train-net) the path of train_net.py.")
         trainer = self._trainer or train_in_subprocess  # the module's, at call time (tests monkeypatch it)
-        progress = Progress(len(todo), self.clock)
-        for k, (run, state) in enumerate(todo, 1):
-            job = self.job(run, resume=state == "interrupted")
-            self.log(
-                f"Run {k}/{len(todo)}: {run.config} seed {run.seed}{' (resuming)' if job.resume else ''} -> "
-                f"{run.output_dir}"
-            )
-            run.output_dir.mkdir(parents=True, exist_ok=True)
-            (run.output_dir / RUN_RECORD).write_text(json.dumps(self._record(run), indent=1))
-            start = self.clock()
-            trainer(job)
-            if run_state(run) != "finished":
-                raise RuntimeError(
-                    f"{run.config} (seed {run.seed}) ended without a bbox evaluation at iteration {run.max_iter} "
-                    f"in {run.output_dir / 'metrics.json'}; the config needs dataloader.evaluator. Log: {job.log_file}"
-                )
-            self.log(progress.record(f"{run.config} seed {run.seed}", self.clock() - start))
+        progress = Progress(len(todo), self.clock, lanes=self.jobs)
+        pending = list(enumerate(todo, 1))
+        lock = threading.Lock()
+        failures: List[BaseException] = []
+
+        def lane(index: int) -> None:
+            while True:
+                with lock:
+                    if failures or not pending:
+                        return  # after a failure, lanes finish their current run and take no new one
+                    k, (run, state) = pending.pop(0)
+                    job = self.job(run, resume=state == "interrupted", lane=index)
+                    self.log(
+                        f"Run {k}/{len(todo)}: {run.config} seed {run.seed}{' (resuming)' if job.resume else ''} -> "
+                        f"{run.output_dir}" + (f" (lane {index + 1}/{self.jobs})" if self.jobs > 1 else "")
+                    )
+                    run.output_dir.mkdir(parents=True, exist_ok=True)
+                    (run.output_dir / RUN_RECORD).write_text(json.dumps(self._record(run), indent=1))
+                    start = self.clock()
+                try:
+                    trainer(job)
+                    if run_state(run) != "finished":
+                        raise RuntimeError(
+                            f"{run.config} (seed {run.seed}) ended without a bbox evaluation at iteration "
+                            f"{run.max_iter} in {run.output_dir / 'metrics.json'}; the config needs "
+                            f"dataloader.evaluator. Log: {job.log_file}"
+                        )
+                except BaseException as e:  # noqa: B036  (re-raised by train() once the other lanes stop)
+                    with lock:
+                        failures.append(e)
+                    return
+                with lock:
+                    self.log(progress.record(f"{run.config} seed {run.seed}", self.clock() - start))
+
+        if self.jobs == 1:
+            lane(0)
+        else:
+            threads = [threading.Thread(target=lane, args=(i,), name=f"comparison-lane-{i}") for i in range(self.jobs)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if failures:
+            raise failures[0]
 
     # -- benchmarks ------------------------------------------------------------------------------
 
