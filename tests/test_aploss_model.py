@@ -11,55 +11,22 @@ import pytest
 import torch
 
 from test_aploss_core import algorithm_1
+from tiny_retinanet import tiny_retinanet_parts
 
 pytestmark = pytest.mark.detectron2
 
 NUM_CLASSES = 3
 NUM_ANCHORS = 3
-LEVELS = ["p3", "p4", "p5", "p6", "p7"]
 
 
 def tiny_aploss(**kwargs):
-    """RetinaNetAPLoss on a 16-channel FPN over a ResNet of one BasicBlock per stage, 3 anchors, 3 classes."""
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
-    from detectron2.modeling.backbone import FPN, BasicStem, ResNet
-    from detectron2.modeling.backbone.fpn import LastLevelP6P7
-    from detectron2.modeling.backbone.resnet import BasicBlock
-    from detectron2.modeling.box_regression import Box2BoxTransform
-    from detectron2.modeling.matcher import Matcher
-    from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
-
+    """RetinaNetAPLoss on :func:`tiny_retinanet_parts` (3 anchors, 3 classes)."""
     from aploss import RetinaNetAPLoss
 
-    torch.manual_seed(0)
-    widths = [8, 8, 16, 24, 32]
-    stages = [
-        ResNet.make_stage(BasicBlock, 1, in_channels=widths[i], out_channels=widths[i + 1],
-                          stride_per_block=[1 if i == 0 else 2], norm="")
-        for i in range(4)
-    ]
-    bottom_up = ResNet(BasicStem(3, 8, norm=""), stages, out_features=["res3", "res4", "res5"])
-    backbone = FPN(bottom_up=bottom_up, in_features=["res3", "res4", "res5"], out_channels=16,
-                   top_block=LastLevelP6P7(16, 16, in_feature="p5"))
-    head = RetinaNetHead(input_shape=[ShapeSpec(channels=16)] * 5, num_classes=NUM_CLASSES,
-                         num_anchors=NUM_ANCHORS, conv_dims=[16])
+    parts = tiny_retinanet_parts(NUM_CLASSES)
     with torch.no_grad():  # spread the class logits so that the band and the ranking are not trivial
-        head.cls_score.weight.normal_(0, 0.3)
-    return RetinaNetAPLoss(
-        backbone=backbone,
-        head=head,
-        head_in_features=LEVELS,
-        anchor_generator=DefaultAnchorGenerator(
-            sizes=[[16], [32], [64], [128], [256]], aspect_ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32, 64, 128]
-        ),
-        box2box_transform=Box2BoxTransform(weights=[1.0, 1.0, 1.0, 1.0]),
-        anchor_matcher=Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True),
-        num_classes=NUM_CLASSES,
-        pixel_mean=[103.53, 116.28, 123.675],
-        pixel_std=[57.375, 57.12, 58.395],
-        **kwargs,
-    )
+        parts["head"].cls_score.weight.normal_(0, 0.3)
+    return RetinaNetAPLoss(**parts, **kwargs)
 
 
 def images(classes_per_image=((0, 2, 1), (1, 0)), seed=0, size=(192, 256)):
@@ -294,7 +261,7 @@ def test_defaults_and_invalid_arguments():
         tiny_aploss(delta=0.0)
     with pytest.raises(ValueError, match="loss_normalizer_momentum"):
         tiny_aploss(loss_normalizer_momentum=1.0)
-    with pytest.raises(TypeError, match="focal_loss_alpha"):
+    with pytest.raises(ValueError, match="remove model.focal_loss_alpha"):
         tiny_aploss(focal_loss_alpha=0.25)
 
 

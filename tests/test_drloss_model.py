@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from test_drloss_core import ref_loss
+from tiny_retinanet import tiny_retinanet_parts
 
 pytestmark = pytest.mark.detectron2
 
@@ -13,40 +14,8 @@ NUM_CLASSES = 3
 
 
 def tiny_parts():
-    """A 16-channel FPN on a ResNet of one narrow BasicBlock per stage, RetinaNet's matcher and anchors."""
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
-    from detectron2.modeling.backbone import FPN, BasicStem, ResNet
-    from detectron2.modeling.backbone.fpn import LastLevelP6P7
-    from detectron2.modeling.backbone.resnet import BasicBlock
-    from detectron2.modeling.box_regression import Box2BoxTransform
-    from detectron2.modeling.matcher import Matcher
-    from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
-
-    torch.manual_seed(0)
-    widths = [8, 8, 16, 24, 32]
-    stages = [
-        ResNet.make_stage(BasicBlock, 1, in_channels=widths[i], out_channels=widths[i + 1],
-                          stride_per_block=[1 if i == 0 else 2], norm="")
-        for i in range(4)
-    ]
-    bottom_up = ResNet(BasicStem(3, 8, norm=""), stages, out_features=["res3", "res4", "res5"])
-    backbone = FPN(bottom_up=bottom_up, in_features=["res3", "res4", "res5"], out_channels=16,
-                   top_block=LastLevelP6P7(16, 16, in_feature="p5"))
-    return dict(
-        backbone=backbone,
-        head=RetinaNetHead(input_shape=[ShapeSpec(channels=16)] * 5, num_classes=NUM_CLASSES, num_anchors=3,
-                           conv_dims=[16], prior_prob=0.5),
-        head_in_features=["p3", "p4", "p5", "p6", "p7"],
-        anchor_generator=DefaultAnchorGenerator(
-            sizes=[[16], [32], [64], [128], [256]], aspect_ratios=[0.5, 1.0, 2.0], strides=[8, 16, 32, 64, 128]
-        ),
-        box2box_transform=Box2BoxTransform(weights=[1.0, 1.0, 1.0, 1.0]),
-        anchor_matcher=Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True),
-        num_classes=NUM_CLASSES,
-        pixel_mean=[103.53, 116.28, 123.675],
-        pixel_std=[57.375, 57.12, 58.395],
-    )
+    """:func:`tiny_retinanet_parts` with prior 0.5 (every score starts near 0.5)."""
+    return tiny_retinanet_parts(NUM_CLASSES, prior_prob=0.5)
 
 
 def tiny_dr(spread=False, **kwargs):

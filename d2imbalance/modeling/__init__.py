@@ -3,7 +3,8 @@ on SSD's reduced VGG16, FSSD300 / FSSD512 (Li & Zhou 2017): SSD on :class:`.fssd
 DSSD513 (Fu et al. 2017): SSD on :class:`.dssd.DSSDResNet` with :class:`.dssd.DSSDHead`, and
 RefineDet320 / RefineDet512 (Zhang et al., CVPR 2018): :class:`.refinedet.RefineDet`, and YOLOv3
 (Redmon & Farhadi 2018): :class:`.yolov3.YOLOv3` on :class:`.darknet.Darknet53`. They know no
-imbalance method; the projects subclass them.
+imbalance method; the projects subclass them, as they subclass :class:`.retinanet.FocalFreeRetinaNet`
+(detectron2's RetinaNet without its focal loss) for the methods that replace that loss.
 
 :mod:`.ssd_ops` (priors, matching, hard negative mining, loss, candidate selection) is pure torch and
 imports without detectron2; the modules are imported here only when detectron2 is installed.
@@ -55,11 +56,14 @@ if detectron2_available():
     )
     from .fssd import FSSDVGG, FeatureFusion
     from .refinedet import ModuleTargets, RefineDet, RefineDetHead, RefineDetVGG, TransferConnectionBlock
+    from .retinanet import FOCAL_LOSS_ARGUMENTS, FocalFreeRetinaNet
     from .ssd import SSD, SSD_BOX_WEIGHTS, SSDAnchorGenerator, SSDHead
     from .vgg import L2Norm, SSDVGG, TorchvisionVGG16Handler, convert_torchvision_vgg16
     from .yolov3 import YOLOV3_ANCHOR_MASKS, YOLOV3_COCO_ANCHORS, YOLOTargets, YOLOv3, YOLOv3Head, shape_matched_anchors
 
     __all__ += [
+        "FOCAL_LOSS_ARGUMENTS",
+        "FocalFreeRetinaNet",
         "DARKNET53_STAGES",
         "Darknet53",
         "DarknetConv",

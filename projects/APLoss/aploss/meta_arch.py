@@ -2,7 +2,7 @@
 from typing import Dict, List
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from d2imbalance._compat import require_detectron2
 
@@ -10,15 +10,14 @@ from .ap_loss import DEFAULT_DELTA, HYPERPARAMETERS, anchor_class_labels, ap_los
 
 require_detectron2("aploss.meta_arch")
 from detectron2.layers import cat  # noqa: E402
-from detectron2.modeling import Backbone  # noqa: E402
-from detectron2.modeling.box_regression import _dense_box_regression_loss  # noqa: E402
-from detectron2.modeling.meta_arch.retinanet import RetinaNet  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
+
+from d2imbalance.modeling.retinanet import FocalFreeRetinaNet  # noqa: E402
 
 __all__ = ["RetinaNetAPLoss"]
 
 
-class RetinaNetAPLoss(RetinaNet):
+class RetinaNetAPLoss(FocalFreeRetinaNet):
     """RetinaNet whose classification loss is AP-loss, trained by the error-driven update.
 
     Training (paper §3): the head's K class logits per anchor are used as they are, without sigmoid,
@@ -41,27 +40,11 @@ class RetinaNetAPLoss(RetinaNet):
     def __init__(
         self,
         *,
-        backbone: Backbone,
-        head: nn.Module,
-        head_in_features: List[str],
-        anchor_generator: nn.Module,
-        box2box_transform,
-        anchor_matcher,
-        num_classes: int,
         delta: float = DEFAULT_DELTA,
         interpolated_ap: bool = True,
         box_loss_weight: float = 1.0,
         loss_normalizer_momentum: float = 0.9,
-        smooth_l1_beta: float = 0.0,
-        box_reg_loss_type: str = "smooth_l1",
-        test_score_thresh: float = 0.05,
-        test_topk_candidates: int = 1000,
-        test_nms_thresh: float = 0.5,
-        max_detections_per_image: int = 100,
-        pixel_mean,
-        pixel_std,
-        vis_period: int = 0,
-        input_format: str = "BGR",
+        **kwargs,
     ):
         """
         Args:
@@ -72,28 +55,10 @@ class RetinaNetAPLoss(RetinaNet):
                 retinanet_aploss_official_R_50_FPN_1x.py).
             loss_normalizer_momentum: of RetinaNet's EMA of the positive-anchor count (start 100) that
                 divides the box loss; 0 divides by this batch's own count (the authors' code).
-            Other arguments: as in :class:`RetinaNet`, without focal_loss_alpha / focal_loss_gamma
-            (there is no focal loss).
+            kwargs: :class:`RetinaNet`'s arguments, without ``focal_loss_alpha`` / ``focal_loss_gamma``
+                (there is no focal loss).
         """
-        super().__init__(
-            backbone=backbone,
-            head=head,
-            head_in_features=head_in_features,
-            anchor_generator=anchor_generator,
-            box2box_transform=box2box_transform,
-            anchor_matcher=anchor_matcher,
-            num_classes=num_classes,
-            smooth_l1_beta=smooth_l1_beta,
-            box_reg_loss_type=box_reg_loss_type,
-            test_score_thresh=test_score_thresh,
-            test_topk_candidates=test_topk_candidates,
-            test_nms_thresh=test_nms_thresh,
-            max_detections_per_image=max_detections_per_image,
-            pixel_mean=pixel_mean,
-            pixel_std=pixel_std,
-            vis_period=vis_period,
-            input_format=input_format,
-        )
+        super().__init__(**kwargs)
         if not delta > 0:
             raise ValueError(f"delta={delta!r} must be > 0 (the paper's piecewise step function uses 1.0).")
         if not 0.0 <= loss_normalizer_momentum < 1.0:
@@ -105,8 +70,6 @@ class RetinaNetAPLoss(RetinaNet):
         self.interpolated_ap = bool(interpolated_ap)
         self.box_loss_weight = float(box_loss_weight)
         self.loss_normalizer_momentum = float(loss_normalizer_momentum)
-        # RetinaNet stores focal-loss parameters; they have no meaning here.
-        del self.focal_loss_alpha, self.focal_loss_gamma
 
     def losses(
         self,
@@ -141,15 +104,7 @@ class RetinaNetAPLoss(RetinaNet):
             interpolated=self.interpolated_ap,
         )
 
-        loss_box_reg = _dense_box_regression_loss(
-            anchors,
-            self.box2box_transform,
-            pred_anchor_deltas,
-            gt_boxes,
-            pos_mask,
-            box_reg_loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
-        )
+        loss_box_reg = self.box_regression_loss(anchors, pred_anchor_deltas, gt_boxes, pos_mask)
 
         storage = get_event_storage()
         storage.put_scalar("num_pos_anchors", num_pos_anchors / num_images)

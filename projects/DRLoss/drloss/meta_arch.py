@@ -10,14 +10,14 @@ from .dr_loss import DEFAULT_NEG_LAMBDA, HYPERPARAMETERS, check_dr_options, dr_s
 
 require_detectron2("drloss.meta_arch")
 from detectron2.layers import cat  # noqa: E402
-from detectron2.modeling.box_regression import _dense_box_regression_loss  # noqa: E402
-from detectron2.modeling.meta_arch.retinanet import RetinaNet  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
+
+from d2imbalance.modeling.retinanet import FocalFreeRetinaNet  # noqa: E402
 
 __all__ = ["RetinaNetDRLoss"]
 
 
-class RetinaNetDRLoss(RetinaNet):
+class RetinaNetDRLoss(FocalFreeRetinaNet):
     """RetinaNet whose classification loss is the distributional ranking loss.
 
     Training: ``loss_cls`` is :func:`drloss.dr_loss.sigmoid_dr_loss` of the sigmoid class scores of
@@ -54,8 +54,8 @@ class RetinaNetDRLoss(RetinaNet):
                 the batch on each GPU: the authors' code).
             class_grouping: "pooled" (all classes ranked together: paper and code) or "per_class"
                 (one-vs-rest ranking per class, summed over classes).
-            kwargs: :class:`RetinaNet`'s arguments. ``focal_loss_alpha`` / ``focal_loss_gamma`` are
-                not used (there is no focal loss) and are removed from the model.
+            kwargs: :class:`RetinaNet`'s arguments, without ``focal_loss_alpha`` / ``focal_loss_gamma``
+                (there is no focal loss; :class:`FocalFreeRetinaNet` refuses them).
         """
         super().__init__(**kwargs)
         check_dr_options(
@@ -69,7 +69,6 @@ class RetinaNetDRLoss(RetinaNet):
         self.cls_loss_weight = cls_loss_weight
         self.scope = scope
         self.class_grouping = class_grouping
-        del self.focal_loss_alpha, self.focal_loss_gamma
 
     def losses(
         self,
@@ -110,13 +109,5 @@ class RetinaNetDRLoss(RetinaNet):
         for name, value in dr_statistics(dr).items():
             storage.put_scalar(f"drloss/{name}", value)
 
-        loss_box_reg = _dense_box_regression_loss(
-            anchors,
-            self.box2box_transform,
-            pred_anchor_deltas,
-            gt_boxes,
-            pos_mask,
-            box_reg_loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
-        )
+        loss_box_reg = self.box_regression_loss(anchors, pred_anchor_deltas, gt_boxes, pos_mask)
         return {"loss_cls": dr.loss, "loss_box_reg": loss_box_reg / normalizer}

@@ -26,10 +26,10 @@ from .ghm_loss import HYPERPARAMETERS, MODES, GradientDensity, asl1, density_sum
 
 require_detectron2("ghm.meta_arch")
 from detectron2.layers import cat  # noqa: E402
-from detectron2.modeling.box_regression import _dense_box_regression_loss  # noqa: E402
-from detectron2.modeling.meta_arch.retinanet import RetinaNet  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
+
+from d2imbalance.modeling.retinanet import FocalFreeRetinaNet  # noqa: E402
 
 __all__ = ["RetinaNetGHM", "BOX_LOSSES"]
 
@@ -39,7 +39,7 @@ __all__ = ["RetinaNetGHM", "BOX_LOSSES"]
 BOX_LOSSES = ("smooth_l1", "asl1", "ghm_r")
 
 
-class RetinaNetGHM(RetinaNet):
+class RetinaNetGHM(FocalFreeRetinaNet):
     """RetinaNet with GHM-C as its classification loss and GHM-R, ASL1 or RetinaNet's own box loss.
 
     Only :meth:`losses` differs from :class:`RetinaNet` (and the constructor, for the new arguments).
@@ -81,14 +81,7 @@ class RetinaNetGHM(RetinaNet):
                 as the authors' code).
             kwargs: :class:`RetinaNet` arguments, without ``focal_loss_alpha`` / ``focal_loss_gamma``.
         """
-        focal = sorted(k for k in ("focal_loss_alpha", "focal_loss_gamma") if k in kwargs)
-        if focal:
-            raise ValueError(
-                f"RetinaNetGHM replaces the focal loss by GHM-C; remove {', '.join('model.' + k for k in focal)} "
-                "from the config (e.g. `del model.focal_loss_alpha`)."
-            )
         super().__init__(**kwargs)
-        del self.focal_loss_alpha, self.focal_loss_gamma  # no focal loss: plain BCE weighted by GHM-C
         if box_loss not in BOX_LOSSES:
             raise ValueError(f"box_loss={box_loss!r} is not one of {BOX_LOSSES}.")
         if ghm_mode not in MODES:
@@ -157,15 +150,7 @@ class RetinaNetGHM(RetinaNet):
             normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
             storage.put_scalar("ghm/loss_normalizer", normalizer)  # RetinaNet's positive-count EMA
             if self.box_loss == "smooth_l1":
-                loss_box = _dense_box_regression_loss(
-                    anchors,
-                    self.box2box_transform,
-                    pred_anchor_deltas,
-                    gt_boxes,
-                    pos_mask,
-                    box_reg_loss_type=self.box_reg_loss_type,
-                    smooth_l1_beta=self.smooth_l1_beta,
-                )
+                loss_box = self.box_regression_loss(anchors, pred_anchor_deltas, gt_boxes, pos_mask)
             else:  # asl1
                 pred, target = self._positive_deltas(
                     Boxes.cat(anchors).tensor, cat(pred_anchor_deltas, dim=1), gt_boxes, pos_mask

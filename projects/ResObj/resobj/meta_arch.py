@@ -2,7 +2,7 @@
 from typing import Dict, List, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from d2imbalance._compat import require_detectron2
@@ -12,11 +12,10 @@ from .loss import PositiveCountNormalizer, check_cascade_head, check_cascade_opt
 
 require_detectron2("resobj.meta_arch")
 from detectron2.layers import cat  # noqa: E402
-from detectron2.modeling import Backbone  # noqa: E402
-from detectron2.modeling.box_regression import _dense_box_regression_loss  # noqa: E402
-from detectron2.modeling.meta_arch.retinanet import RetinaNet  # noqa: E402
 from detectron2.structures import ImageList, Instances  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
+
+from d2imbalance.modeling.retinanet import FocalFreeRetinaNet  # noqa: E402
 
 __all__ = ["RetinaNetResObj", "OFFICIAL_LOSS_SCALES"]
 
@@ -25,7 +24,7 @@ __all__ = ["RetinaNetResObj", "OFFICIAL_LOSS_SCALES"]
 OFFICIAL_LOSS_SCALES = {"loss_obj": 20.0, "loss_cls": 10.0, "loss_box_reg": 1.0}
 
 
-class RetinaNetResObj(RetinaNet):
+class RetinaNetResObj(FocalFreeRetinaNet):
     """RetinaNet whose focal loss is replaced by residual objectness.
 
     Training (§3.1-3.2): the class subnet takes a sigmoid cross-entropy (no focal term) on positive
@@ -46,29 +45,15 @@ class RetinaNetResObj(RetinaNet):
     def __init__(
         self,
         *,
-        backbone: Backbone,
-        head: nn.Module,
-        head_in_features: List[str],
-        anchor_generator: nn.Module,
-        box2box_transform,
-        anchor_matcher,
-        num_classes: int,
         cascade_mode: str = "paper",
         gate: str = "image",
         loss_normalizer_momentum: float = 0.9,
         loss_normalizer_init: float = 100.0,
         num_pos_all_reduce: bool = True,
-        smooth_l1_beta: float = 0.0,
-        box_reg_loss_type: str = "smooth_l1",
         test_score_thresh: float = 0.001,
-        test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.45,
         test_objectness_step: Optional[int] = None,
-        max_detections_per_image: int = 100,
-        pixel_mean,
-        pixel_std,
-        vis_period: int = 0,
-        input_format: str = "BGR",
+        **kwargs,
     ):
         """
         Args:
@@ -86,29 +71,12 @@ class RetinaNetResObj(RetinaNet):
                 code's.
             test_objectness_step: objectness step used at inference, 0..T; None = T (the paper).
                 Lower values reproduce the step-by-step detections of Fig. 5.
-            Other arguments: as in :class:`RetinaNet` (no focal-loss parameters: there is no focal loss).
+            kwargs: :class:`RetinaNet`'s other arguments (``head`` as above), without ``focal_loss_alpha`` /
+                ``focal_loss_gamma`` (there is no focal loss).
         """
-        super().__init__(
-            backbone=backbone,
-            head=head,
-            head_in_features=head_in_features,
-            anchor_generator=anchor_generator,
-            box2box_transform=box2box_transform,
-            anchor_matcher=anchor_matcher,
-            num_classes=num_classes,
-            smooth_l1_beta=smooth_l1_beta,
-            box_reg_loss_type=box_reg_loss_type,
-            test_score_thresh=test_score_thresh,
-            test_topk_candidates=test_topk_candidates,
-            test_nms_thresh=test_nms_thresh,
-            max_detections_per_image=max_detections_per_image,
-            pixel_mean=pixel_mean,
-            pixel_std=pixel_std,
-            vis_period=vis_period,
-            input_format=input_format,
-        )
+        super().__init__(test_score_thresh=test_score_thresh, test_nms_thresh=test_nms_thresh, **kwargs)
         check_cascade_options(cascade_mode, gate)
-        check_cascade_head(head, cascade_mode, "ResObjHead")
+        check_cascade_head(self.head, cascade_mode, "ResObjHead")
         self.cascade_mode = cascade_mode
         self.gate = gate
         self.test_objectness_step = test_objectness_step
@@ -118,8 +86,6 @@ class RetinaNetResObj(RetinaNet):
             all_reduce=num_pos_all_reduce and cascade_mode == "paper",
             initial=loss_normalizer_init,
         )
-        # RetinaNet stores focal-loss parameters; they have no meaning here.
-        del self.focal_loss_alpha, self.focal_loss_gamma
 
     @property
     def num_steps(self) -> int:
@@ -176,15 +142,7 @@ class RetinaNetResObj(RetinaNet):
         target = F.one_hot(gt_labels[pos_mask], num_classes=self.num_classes + 1)[:, :-1].to(pos_logits.dtype)
         loss_cls = F.binary_cross_entropy_with_logits(pos_logits, target, reduction="sum")
 
-        loss_box_reg = _dense_box_regression_loss(
-            anchors,
-            self.box2box_transform,
-            pred_anchor_deltas,
-            gt_boxes,
-            pos_mask,
-            box_reg_loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
-        )
+        loss_box_reg = self.box_regression_loss(anchors, pred_anchor_deltas, gt_boxes, pos_mask)
 
         obj_labels = torch.where(valid_mask, pos_mask.long(), torch.full_like(gt_labels, -1))  # {1, 0, -1}
         sums = objectness_loss_sums(

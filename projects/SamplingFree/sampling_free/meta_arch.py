@@ -20,18 +20,18 @@ from .core import (
 
 require_detectron2("sampling_free.meta_arch")
 from detectron2.layers import batched_nms, cat  # noqa: E402
-from detectron2.modeling.box_regression import _dense_box_regression_loss  # noqa: E402
-from detectron2.modeling.meta_arch.retinanet import RetinaNet  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
+
+from d2imbalance.modeling.retinanet import FocalFreeRetinaNet  # noqa: E402
 
 __all__ = ["RetinaNetSamplingFree"]
 
 logger = logging.getLogger(__name__)
 
 
-class RetinaNetSamplingFree(RetinaNet):
+class RetinaNetSamplingFree(FocalFreeRetinaNet):
     """RetinaNet with the focal loss replaced by plain sigmoid cross-entropy on every valid anchor (no
     sampling, no focal term: RetinaNet-None, Eq. 2) and the three ingredients of Sampling-Free (§3.2):
 
@@ -73,11 +73,9 @@ class RetinaNetSamplingFree(RetinaNet):
             class_adaptive_threshold: True: per-class thresholds of Eq. 7 at inference. False: the fixed
                 ``test_score_thresh`` for every class (RetinaNet's 0.05; the authors' code 1e-3).
             kwargs: the arguments of :class:`RetinaNet` (``head`` must be a RetinaNetHead, i.e. have
-                ``cls_score``). ``focal_loss_alpha`` / ``focal_loss_gamma`` are ignored: no focal loss.
+                ``cls_score``), without ``focal_loss_alpha`` / ``focal_loss_gamma`` (no focal loss).
         """
         super().__init__(**kwargs)
-        # RetinaNet stores focal-loss parameters; they mean nothing here.
-        del self.focal_loss_alpha, self.focal_loss_gamma
         if guided_loss not in GUIDED_LOSS_MODES:
             raise ValueError(f"guided_loss={guided_loss!r} is not one of {GUIDED_LOSS_MODES}.")
         if prior_prob is not None and not 0.0 < prior_prob < 1.0:
@@ -153,15 +151,7 @@ class RetinaNetSamplingFree(RetinaNet):
         target = F.one_hot(gt_labels[valid_mask], num_classes=self.num_classes + 1)[:, :-1]
         logits = cat(pred_logits, dim=1)[valid_mask]
         loss_cls = F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="sum") / normalizer
-        loss_box_reg = _dense_box_regression_loss(
-            anchors,
-            self.box2box_transform,
-            pred_anchor_deltas,
-            gt_boxes,
-            pos_mask,
-            box_reg_loss_type=self.box_reg_loss_type,
-            smooth_l1_beta=self.smooth_l1_beta,
-        ) / normalizer
+        loss_box_reg = self.box_regression_loss(anchors, pred_anchor_deltas, gt_boxes, pos_mask) / normalizer
 
         if self.guided_loss == "paper":
             scaled, ratio = guided_classification_loss(loss_cls, loss_box_reg)

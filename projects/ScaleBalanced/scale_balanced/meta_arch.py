@@ -15,7 +15,7 @@ How detectron2's matcher shapes M (``Matcher`` with ``allow_low_quality_matches=
     one forced anchor. Counts can therefore differ slightly from the authors' code.
   ``scb/frac_unmatched_{small,medium,large}`` in EventStorage shows how often M = 0 happens.
 """
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import torch
 from detectron2.config import configurable
