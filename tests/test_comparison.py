@@ -252,6 +252,7 @@ def test_progress_logs_runs_done_elapsed_and_eta_from_the_mean_duration(tmp_path
                    trainer=lambda job: write_metrics(job.run.output_dir, BASE[job.run.seed]))  # fmt: skip
     c.train()
     assert lines[0] == "4 runs (2 configs x 2 seeds): 0 finished, 0 to resume, 4 to train."
+    assert lines[1] == f"Run 1/4: Baselines/base_shapes.py seed 0 -> {c.run_dir(ENTRY.baseline, 0)}"  # one lane: no lane tag
     progress_lines = [line for line in lines if "runs trained" in line]
     assert len(progress_lines) == 4
     assert re.fullmatch(r"1/4 runs trained \(Baselines/base_shapes.py seed 0: 1m 00s\); elapsed 3m 00s; "
@@ -291,7 +292,10 @@ def test_lanes_train_runs_at_once_each_in_its_lane_environment(tmp_path):
     assert sorted((j.run.config, j.run.seed) for j in jobs) == sorted(
         (config, seed) for config in (ENTRY.baseline, ENTRY.config) for seed in (0, 1))
     assert {j.env["CUDA_VISIBLE_DEVICES"] for j in jobs} == {"4", "6"}
-    assert sum("(lane 1/2)" in line for line in lines) + sum("(lane 2/2)" in line for line in lines) == 4
+    started = [line for line in lines if line.startswith("Run ")]
+    assert sorted(line.split(":")[0] for line in started) == ["Run 1/4", "Run 2/4", "Run 3/4", "Run 4/4"]
+    assert all(line.endswith(("(lane 1/2)", "(lane 2/2)")) for line in started)
+    assert "mean per run / 2 lanes)" in [line for line in lines if "runs trained" in line][0]  # the ETA is shared
     assert [line for line in lines if "runs trained" in line][-1].endswith("all runs trained")
 
 
@@ -310,11 +314,17 @@ def test_a_failing_lane_stops_new_runs_and_the_error_reaches_the_caller(tmp_path
     assert len(started) <= 2  # the failing run and at most the other lane's run already under way
 
 
-def test_train_in_subprocess_gives_the_run_its_lane_environment(tmp_path):
+def test_train_in_subprocess_gives_the_run_its_lane_environment(tmp_path, monkeypatch):
     run = cmp.Run("c.py", 0, tmp_path / "run", MAX_ITER)
-    command = (sys.executable, "-c", "import os; print('lane threads', os.environ['OMP_NUM_THREADS'])")
-    cmp.train_in_subprocess(cmp.TrainingJob(run, False, command, tmp_path / "run" / "log", tmp_path, {"OMP_NUM_THREADS": "7"}))
-    assert "lane threads 7" in (tmp_path / "run" / "log").read_text()
+    command = (sys.executable, "-c", "import os; print('lane threads', os.environ.get('OMP_NUM_THREADS'), os.getcwd())")
+    (tmp_path / "repo").mkdir()
+    cmp.train_in_subprocess(cmp.TrainingJob(run, False, command, tmp_path / "run" / "log", tmp_path / "repo",
+                                            {"OMP_NUM_THREADS": "7"}))  # fmt: skip
+    assert f"lane threads 7 {tmp_path / 'repo'}" in (tmp_path / "run" / "log").read_text()
+    # A job without lane settings runs in this process's environment.
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    cmp.train_in_subprocess(cmp.TrainingJob(run, False, command, tmp_path / "run" / "log", tmp_path / "repo"))
+    assert f"lane threads 3 {tmp_path / 'repo'}" in (tmp_path / "run" / "log").read_text()
 
 
 def test_entries_and_arguments_are_checked(tmp_path):
