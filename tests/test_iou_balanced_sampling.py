@@ -5,6 +5,9 @@ interval, instance-balanced positives, the training signals and the argument che
 The crafted negatives: IoU 0 (50), 0.1 (10), 0.25 (40), 0.45 (30). The paper's bins split [0, 0.5) into
 [0, 1/6), [1/6, 1/3), [1/3, 1/2), so they hold 60 / 40 / 30 negatives.
 """
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -290,3 +293,17 @@ def test_hyperparameters_are_the_roi_sampling_plus_k():
         ("batch_size_per_image", 512), ("positive_fraction", 0.25), ("num_bins", 3)]
     assert "Eq. 2" in HYPERPARAMETERS[2].meaning
 
+
+def test_sampler_imports_without_detectron2():
+    code = (
+        "import sys; sys.modules['detectron2'] = None\n"
+        "import iou_balanced, iou_balanced.sampling\n"
+        "assert not hasattr(iou_balanced, 'IoUBalancedROIHeads')\n"
+        "try:\n"
+        "    import iou_balanced.roi_heads\n"
+        "except ImportError as e:\n"
+        "    print('MESSAGE', e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "MESSAGE iou_balanced.roi_heads needs detectron2" in result.stdout

@@ -6,6 +6,8 @@ The sampler (:mod:`iou_balanced.sampling`) is pure torch and always importable. 
 detectron2 is installed; import ``iou_balanced.roi_heads`` directly to get an ImportError that says how
 to install it.
 """
+from d2imbalance._compat import detectron2_available
+
 from .sampling import (
     BIN_RANGES,
     HYPERPARAMETERS,
@@ -31,3 +33,8 @@ __all__ = [
     "sample_iou_balanced_negatives",
     "subsample_labels_iou_balanced",
 ]
+
+if detectron2_available():  # roi_heads.py subclasses detectron2's StandardROIHeads
+    from .roi_heads import IoUBalancedROIHeads
+
+    __all__ += ["IoUBalancedROIHeads"]
