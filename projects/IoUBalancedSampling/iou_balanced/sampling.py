@@ -67,7 +67,9 @@ POSITIVE_SAMPLINGS = ("random", "instance_balanced")
 #: The authors' floor (floor_thr, floor_fraction) is off in the paper and in their config, so it is a
 #: switch of their code, not counted (the review, papers/001 Table 1, counts 3).
 HYPERPARAMETERS = ROI_HEADS_SAMPLING + (
-    Hyperparameter("num_bins", 3, "K: IoU bins sharing the negatives' quota equally (Pang et al., Eq. 2: p_k = N/K * 1/M_k)"),
+    Hyperparameter(
+        "num_bins", 3, "K: IoU bins sharing the negatives' quota equally (Pang et al., Eq. 2: p_k = N/K * 1/M_k)"
+    ),
 )
 
 
@@ -305,7 +307,9 @@ def subsample_labels_iou_balanced(
         pos_idx = pos[torch.randperm(pos.numel(), generator=generator, device=pos.device)[:num_pos]]
     else:
         if gt_index is None:
-            raise ValueError("positive_sampling='instance_balanced' needs gt_index, the matched object of each proposal.")
+            raise ValueError(
+                "positive_sampling='instance_balanced' needs gt_index, the matched object of each proposal."
+            )
         pos_idx = sample_instance_balanced_positives(gt_index, positive, num_pos, generator=generator)
     neg_idx = sample_iou_balanced_negatives(
         ious, negative, num_neg, num_bins=num_bins, iou_high=iou_high, floor_thr=floor_thr,
