@@ -29,6 +29,7 @@ PROJECT_PACKAGES = {
     "sampling_free": "projects/SamplingFree/sampling_free",
     "ghm": "projects/GHM/ghm",
     "aploss": "projects/APLoss/aploss",
+    "iou_balanced": "projects/IoUBalancedSampling/iou_balanced",
 }
 
 setup(

@@ -398,13 +398,18 @@ def test_shipped_configs_exist_and_each_method_derives_from_its_baseline():
 
 def test_every_solution_project_appears_in_every_applicable_list():
     projects = {p.name for p in CONFIGS.iterdir() if p.is_dir()} - {"Baselines", "common", "comparisons"}
+    # one_stage_shapes holds the RetinaNet solutions: it applies to the projects with a RetinaNet shapes config.
+    applicable = {"one_stage_shapes": {p for p in projects if any((CONFIGS / p).glob("retinanet_*_shapes.py"))}}
+    assert "IoUBalancedSampling" not in applicable["one_stage_shapes"] and "DRLoss" in applicable["one_stage_shapes"]
     for name, entries in _shipped().items():
         listed = {e.config.split("/")[0] for e in entries}
-        assert projects <= listed, (name, sorted(projects - listed))
+        expected = applicable.get(name, projects)
+        assert expected <= listed, (name, sorted(expected - listed))
     labels = {e.label for e in _shipped()["shapes"]}
     assert {"RetinaNet-ResObj", "FasterRCNN-ResObj", "YOLOv3-ResObj", "RetinaNet-SCB", "FasterRCNN-SCB",
             "SSD300-SCB", "FSSD300-SCB", "DSSD321-SCB", "RefineDet320-SCB (ARM)", "RetinaNet-Conf",
-            "IoU-aware RetinaNet", "GHM (GHM-C + GHM-R)", "AP-Loss", "DR Loss", "Sampling-Free"} == labels
+            "IoU-aware RetinaNet", "GHM (GHM-C + GHM-R)", "AP-Loss", "DR Loss", "Sampling-Free",
+            "IoU-balanced sampling"} == labels
 
 
 def test_cli_shows_the_lists(capsys):
@@ -502,4 +507,6 @@ def test_every_shipped_config_resolves_its_declared_hyper_parameters():
         "APLoss/retinanet_aploss_shapes.py": 2, "APLoss/retinanet_aploss_R_50_FPN_1x.py": 2,
         "DRLoss/retinanet_drloss_shapes.py": 4, "DRLoss/retinanet_drloss_R_50_FPN_1x.py": 4,
         "SamplingFree/retinanet_sampling_free_shapes.py": 0, "SamplingFree/retinanet_sampling_free_R_50_FPN_1x.py": 0,
+        "IoUBalancedSampling/faster_rcnn_iou_balanced_shapes.py": 5,
+        "IoUBalancedSampling/faster_rcnn_iou_balanced_R_50_FPN_1x.py": 5,
     }  # fmt: skip
