@@ -1,4 +1,4 @@
-"""d2-imbalance: detectron2 projects for three papers on training imbalance.
+"""d2-imbalance: detectron2 projects for the foreground-background and scale imbalance of object detectors.
 
 detectron2 itself is not declared here: it is distributed only from its git repository, so it must be
 installed beforehand (see README.md). The install never tries to fetch it and uses the one present.
@@ -36,7 +36,7 @@ setup(
     name="d2-imbalance",
     version="0.1.0",
     description="Detectron2 projects for imbalance in object detection: Residual Objectness, "
-    "scale-balanced loss, RetinaNet-Conf",
+    "scale-balanced loss, RetinaNet-Conf, GHM, AP-Loss, DR Loss, Sampling-Free, IoU-balanced sampling",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
