@@ -316,11 +316,13 @@ def test_a_failing_lane_stops_new_runs_and_the_error_reaches_the_caller(tmp_path
 
 def test_train_in_subprocess_gives_the_run_its_lane_environment(tmp_path, monkeypatch):
     run = cmp.Run("c.py", 0, tmp_path / "run", MAX_ITER)
-    command = (sys.executable, "-c", "import os; print('lane threads', os.environ.get('OMP_NUM_THREADS'), os.getcwd())")
+    command = (sys.executable, "-c", "import os, sys; print('lane threads', os.environ.get('OMP_NUM_THREADS'), os.getcwd()); "
+               "print('and its stderr', file=sys.stderr)")  # fmt: skip
     (tmp_path / "repo").mkdir()
     cmp.train_in_subprocess(cmp.TrainingJob(run, False, command, tmp_path / "run" / "log", tmp_path / "repo",
                                             {"OMP_NUM_THREADS": "7"}))  # fmt: skip
     assert f"lane threads 7 {tmp_path / 'repo'}" in (tmp_path / "run" / "log").read_text()
+    assert "and its stderr" in (tmp_path / "run" / "log").read_text()
     # A job without lane settings runs in this process's environment.
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     cmp.train_in_subprocess(cmp.TrainingJob(run, False, command, tmp_path / "run" / "log", tmp_path / "repo"))
