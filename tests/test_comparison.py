@@ -10,6 +10,7 @@ import math
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -300,12 +301,17 @@ def test_lanes_train_runs_at_once_each_in_its_lane_environment(tmp_path):
 
 
 def test_a_failing_lane_stops_new_runs_and_the_error_reaches_the_caller(tmp_path):
-    started = []
+    """The first run (baseline seed 0) fails. A run the other lane has under way ends only after that
+    failure (the event, then time for the failing lane to record it), so no lane may start a third run."""
+    started, failed = [], threading.Event()
 
     def trainer(job):
         started.append((job.run.config, job.run.seed))
         if job.run.seed == 0 and job.run.config == ENTRY.baseline:
+            failed.set()
             raise RuntimeError("out of memory in the baseline")
+        assert failed.wait(timeout=10)
+        time.sleep(0.5)
         write_metrics(job.run.output_dir, BASE[job.run.seed])
 
     c = comparison(tmp_path, jobs=2, trainer=trainer, benchmark=never)
