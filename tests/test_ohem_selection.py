@@ -14,6 +14,9 @@ The crafted image (boxes (x0, y0, x1, y1), 10 x 10 each unless said):
 By loss: A, B, F, E, G. NMS at 0.7 keeps A, removes B (0.818 > 0.7), keeps F: it overlaps B by more than
 0.7, but B is gone, and A by 0.6 only (greedy NMS, as the paper describes it).
 """
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -161,6 +164,21 @@ def test_bad_options_raise_naming_the_value(kwargs, message):
 
 def test_hyperparameters_are_the_batch_and_the_nms_threshold():
     """The review's 2 (papers/001 Table 1): B/N and the NMS threshold; no foreground ratio."""
-    assert [(h.name, h.default) for h in HYPERPARAMETERS] == [("batch_size_per_image", 512), ("selection_nms_thresh", 0.7)]
+    names = [(h.name, h.default) for h in HYPERPARAMETERS]
+    assert names == [("batch_size_per_image", 512), ("selection_nms_thresh", 0.7)]
     assert "§4.1" in HYPERPARAMETERS[0].meaning and "§4.1" in HYPERPARAMETERS[1].meaning
 
+
+def test_selection_imports_without_detectron2():
+    code = (
+        "import sys; sys.modules['detectron2'] = None\n"
+        "import ohem, ohem.selection\n"
+        "assert not hasattr(ohem, 'OHEMROIHeads') and hasattr(ohem, 'select_hard_examples')\n"
+        "try:\n"
+        "    import ohem.roi_heads\n"
+        "except ImportError as e:\n"
+        "    print('MESSAGE', e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "MESSAGE ohem.roi_heads needs detectron2" in result.stdout

@@ -5,6 +5,8 @@ The selection (:mod:`ohem.selection`) is pure torch and always importable. The R
 (:mod:`ohem.roi_heads`) subclass detectron2's StandardROIHeads and are exported only when detectron2 is
 installed; import ``ohem.roi_heads`` directly to get an ImportError that says how to install it.
 """
+from d2imbalance._compat import detectron2_available
+
 from .selection import (
     HYPERPARAMETERS,
     SELECTION_LOSSES,
@@ -27,3 +29,8 @@ __all__ = [
     "take_hardest",
 ]
 
+
+if detectron2_available():  # roi_heads.py subclasses detectron2's StandardROIHeads
+    from .roi_heads import OHEMROIHeads, per_roi_losses
+
+    __all__ += ["OHEMROIHeads", "per_roi_losses"]
