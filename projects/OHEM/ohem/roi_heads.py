@@ -216,7 +216,8 @@ class OHEMROIHeads(StandardROIHeads):
         about two forwards, so per step the two passes cost F(R) + 3 F(B) against 3 F(R) for the single one:
         2.5 F(R) at detectron2's R ~ 1000 proposals and B = 512 per image, 1.1 F(R) at the paper's 2000 and
         64, and the activation memory scales with B instead of R. (Only when B >= R, every RoI selected,
-        is the single pass cheaper; R ~ 1000 + G > 512 on COCO, 500 + G > 128 on shapes.)
+        is the single pass cheaper; R ~ 1000 + G > 512 on COCO, 500 + G > 128 on shapes.) The README gives a
+        CPU timing of both.
 
         Args:
             features: the feature maps, as :meth:`forward` gets them.

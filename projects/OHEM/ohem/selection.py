@@ -49,7 +49,7 @@ SELECTION_LOSSES = ("cls_box", "cls")
 
 #: OHEM replaces the ROI heads' sampling (512 per image, 25 % foreground) by the hardest B/N RoIs per image
 #: after an NMS among them; the two are the review's 2 (papers/001, Table 1) and the two "tunable
-#: parameters" Lin et al. name for OHEM (papers/003, §5). The foreground ratio is gone (§4.1).
+#: parameters" Lin et al. name for OHEM (papers/003, §5.5.1). The foreground ratio is gone (§4.1).
 HYPERPARAMETERS = (
     Hyperparameter(
         "batch_size_per_image",
