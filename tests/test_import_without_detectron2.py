@@ -18,6 +18,8 @@ def test_pure_parts_import_without_detectron2():
         "import sampling_free, sampling_free.core\n"
         "import ghm, ghm.ghm_loss\n"
         "import aploss, aploss.ap_loss\n"
+        "import iou_balanced, iou_balanced.sampling\n"
+        "import ohem, ohem.selection\n"
         "print('ok')"
     )
     assert result.returncode == 0, result.stderr
