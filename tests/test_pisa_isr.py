@@ -316,6 +316,11 @@ def test_core_imports_without_detectron2():
         "import sys; sys.modules['detectron2'] = None\n"
         "import pisa, pisa.isr, pisa.carl\n"
         "assert not hasattr(pisa, 'ISRROIHeads')\n"
+        "try:\n"
+        "    import pisa.roi_heads\n"
+        "except ImportError as e:\n"
+        "    print('MESSAGE', e)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    assert "MESSAGE pisa.roi_heads needs detectron2" in result.stdout

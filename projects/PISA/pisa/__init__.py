@@ -7,6 +7,8 @@ The ROI heads and their box predictor (:mod:`pisa.roi_heads`) subclass detectron
 only when detectron2 is installed; import ``pisa.roi_heads`` directly to get an ImportError that says
 how to install it.
 """
+from d2imbalance._compat import detectron2_available
+
 from .carl import CARL_HYPERPARAMETERS, carl_loss, carl_weights, check_carl_options
 from .isr import (
     HYPERPARAMETERS,
@@ -50,3 +52,7 @@ __all__ = [
     "weight_scalars",
 ]
 
+if detectron2_available():  # roi_heads.py subclasses detectron2's StandardROIHeads and FastRCNNOutputLayers
+    from .roi_heads import NEGATIVE_SAMPLINGS, ISRFastRCNNOutputLayers, ISRROIHeads, PISAROIHeads
+
+    __all__ += ["ISRFastRCNNOutputLayers", "ISRROIHeads", "NEGATIVE_SAMPLINGS", "PISAROIHeads"]
