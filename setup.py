@@ -31,13 +31,15 @@ PROJECT_PACKAGES = {
     "aploss": "projects/APLoss/aploss",
     "iou_balanced": "projects/IoUBalancedSampling/iou_balanced",
     "ohem": "projects/OHEM/ohem",
+    "pisa": "projects/PISA/pisa",
 }
 
 setup(
     name="d2-imbalance",
     version="0.1.0",
     description="Detectron2 projects for imbalance in object detection: Residual Objectness, "
-    "scale-balanced loss, RetinaNet-Conf, GHM, AP-Loss, DR Loss, Sampling-Free, IoU-balanced sampling, OHEM",
+    "scale-balanced loss, RetinaNet-Conf, GHM, AP-Loss, DR Loss, Sampling-Free, IoU-balanced sampling, OHEM, "
+    "ISR (PISA)",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",

@@ -417,7 +417,7 @@ def test_every_solution_project_appears_in_every_applicable_list():
     assert {"RetinaNet-ResObj", "FasterRCNN-ResObj", "YOLOv3-ResObj", "RetinaNet-SCB", "FasterRCNN-SCB",
             "SSD300-SCB", "FSSD300-SCB", "DSSD321-SCB", "RefineDet320-SCB (ARM)", "RetinaNet-Conf",
             "IoU-aware RetinaNet", "GHM (GHM-C + GHM-R)", "AP-Loss", "DR Loss", "Sampling-Free",
-            "IoU-balanced sampling", "OHEM"} == labels
+            "IoU-balanced sampling", "OHEM", "ISR (PISA)"} == labels
 
 
 def test_cli_shows_the_lists(capsys):
@@ -518,4 +518,5 @@ def test_every_shipped_config_resolves_its_declared_hyper_parameters():
         "IoUBalancedSampling/faster_rcnn_iou_balanced_shapes.py": 5,
         "IoUBalancedSampling/faster_rcnn_iou_balanced_R_50_FPN_1x.py": 5,
         "OHEM/faster_rcnn_ohem_shapes.py": 4, "OHEM/faster_rcnn_ohem_R_50_FPN_1x.py": 4,
+        "PISA/faster_rcnn_isr_shapes.py": 8, "PISA/faster_rcnn_isr_R_50_FPN_1x.py": 8,
     }  # fmt: skip

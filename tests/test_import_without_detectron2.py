@@ -20,6 +20,7 @@ def test_pure_parts_import_without_detectron2():
         "import aploss, aploss.ap_loss\n"
         "import iou_balanced, iou_balanced.sampling\n"
         "import ohem, ohem.selection\n"
+        "import pisa, pisa.isr, pisa.carl\n"
         "print('ok')"
     )
     assert result.returncode == 0, result.stderr

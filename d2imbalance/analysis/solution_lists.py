@@ -42,6 +42,7 @@ _OTHER_SHAPES: Tuple[Entry, ...] = (
     Entry("IoU-balanced sampling", "IoUBalancedSampling/faster_rcnn_iou_balanced_shapes.py",
           "Baselines/faster_rcnn_shapes.py", **_FASTER_RCNN),
     Entry("OHEM", "OHEM/faster_rcnn_ohem_shapes.py", "Baselines/faster_rcnn_shapes.py", **_FASTER_RCNN),
+    Entry("ISR (PISA)", "PISA/faster_rcnn_isr_shapes.py", "Baselines/faster_rcnn_shapes.py", **_FASTER_RCNN),
     Entry("YOLOv3-ResObj", "ResObj/yolov3_resobj_shapes.py", "Baselines/yolov3_shapes.py",
           detector="YOLOv3", baseline_label="YOLOv3", benchmark=_YOLO_BENCHMARK),
     # The SSD family's benchmark runs at each network's own input size.
@@ -77,6 +78,7 @@ _COCO_R50_FPN_1X: Tuple[Entry, ...] = (
     Entry("IoU-balanced sampling", "IoUBalancedSampling/faster_rcnn_iou_balanced_R_50_FPN_1x.py",
           "Baselines/faster_rcnn_R_50_FPN_1x.py", **_FASTER_RCNN),
     Entry("OHEM", "OHEM/faster_rcnn_ohem_R_50_FPN_1x.py", "Baselines/faster_rcnn_R_50_FPN_1x.py", **_FASTER_RCNN),
+    Entry("ISR (PISA)", "PISA/faster_rcnn_isr_R_50_FPN_1x.py", "Baselines/faster_rcnn_R_50_FPN_1x.py", **_FASTER_RCNN),
 )
 
 #: name -> entries, in table order (rows are grouped by baseline, in order of first appearance).
