@@ -839,8 +839,8 @@ def test_voc_configs_read_07_12_trainval_without_difficult_and_evaluate_voc07_te
 
 def shapes_step_and_test(config_name, tmp_path):
     """The train_net path (d2imbalance.engine) on the mini shapes dataset for an SSD-family shapes
-    config: its dataloader (the SSD augmentation), one seeded SimpleTrainer step at batch 2, then
-    do_test. Returns (the step's EventStorage scalars, the evaluation results); shared by the SSD,
+    config: its dataloader (the SSD augmentation), one seeded SimpleTrainer step at batch 2 and the
+    schedule's first learning rate, then do_test. Returns (the step's EventStorage scalars, the evaluation results); shared by the SSD,
     SSD-SCB and FSSD tests."""
     from detectron2.config import instantiate
     from detectron2.engine import SimpleTrainer
@@ -860,7 +860,13 @@ def shapes_step_and_test(config_name, tmp_path):
     torch.manual_seed(0)
     model = instantiate(cfg.model)
     cfg.optimizer.params.model = model
-    trainer = SimpleTrainer(model, instantiate(cfg.dataloader.train), instantiate(cfg.optimizer))
+    optimizer = instantiate(cfg.optimizer)
+    # The first step's learning rate as train_net sets it (detectron2's LRMultiplier applies the schedule,
+    # warm-up included, before the first step): at the full rate one step from scratch can diverge.
+    first_step_factor = instantiate(cfg.lr_multiplier)(0.0)
+    for group in optimizer.param_groups:
+        group["lr"] *= first_step_factor
+    trainer = SimpleTrainer(model, instantiate(cfg.dataloader.train), optimizer)
     with EventStorage() as storage:
         trainer.iter = 0
         trainer.run_step()
