@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from lazy_config_helpers import load, plain
+
 pytestmark = pytest.mark.detectron2
 
 ROOT = Path(__file__).resolve().parents[1] / "configs"
@@ -21,18 +23,6 @@ EXPECTED = {
         dict(PAPER, bin_range="max_iou", floor_thr=0.0, positive_sampling="instance_balanced"), 512),
 }  # fmt: skip
 METHOD_KEYS = {"_target_"} | set(PAPER)
-
-
-def load(path):
-    from detectron2.config import LazyConfig
-
-    return LazyConfig.load(str(path))
-
-
-def plain(node):
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    return OmegaConf.to_container(node, resolve=False) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
 def test_every_config_is_listed():

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lazy_config_helpers import load, plain
+
 pytestmark = pytest.mark.detectron2
 
 ROOT = Path(__file__).resolve().parents[1] / "configs"
@@ -24,18 +26,6 @@ EXPECTED = {
     "faster_rcnn_pisa_official_R_50_FPN_1x.py": (
         "faster_rcnn_R_50_FPN_1x.py", "PISAROIHeads", OFFICIAL, "score_hlr", 512),
 }  # fmt: skip
-
-
-def load(path):
-    from detectron2.config import LazyConfig
-
-    return LazyConfig.load(str(path))
-
-
-def plain(node):
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    return OmegaConf.to_container(node, resolve=False) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
 def test_every_config_is_listed():
