@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from test_drloss_core import ref_loss
-from tiny_retinanet import tiny_retinanet_parts
+from tiny_retinanet import tiny_retinanet_parts, train_step
 
 pytestmark = pytest.mark.detectron2
 
@@ -48,16 +48,6 @@ def images(classes_per_image=((0, 2), (1,)), seed=0, size=(160, 200)):
         inst.gt_classes = torch.tensor(classes, dtype=torch.long)
         batch.append({"image": torch.rand(3, h, w, generator=g) * 255, "instances": inst})
     return batch
-
-
-def train_step(model, batch):
-    from detectron2.utils.events import EventStorage
-
-    model.train()
-    with EventStorage() as storage:
-        losses = model(batch)
-        sum(losses.values()).backward()
-    return losses, {k: v[0] for k, v in storage.latest().items()}
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tiny_retinanet import tiny_retinanet_parts
+from tiny_retinanet import tiny_retinanet_parts, train_step
 
 pytestmark = pytest.mark.detectron2
 
@@ -40,16 +40,6 @@ def images(boxes_per_image=((0, 2), (1,)), seed=0, size=(200, 250)):
         inst.gt_classes = torch.tensor(classes, dtype=torch.long)
         batch.append({"image": torch.rand(3, h, w, generator=g) * 255, "instances": inst, "height": h, "width": w})
     return batch
-
-
-def train_step(model, batch):
-    from detectron2.utils.events import EventStorage
-
-    model.train()
-    with EventStorage() as storage:
-        losses = model(batch)
-        sum(losses.values()).backward()
-    return losses, {k: v[0] for k, v in storage.latest().items()}
 
 
 @torch.no_grad()

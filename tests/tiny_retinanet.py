@@ -42,3 +42,15 @@ def tiny_retinanet_parts(num_classes: int = 3, prior_prob: float = 0.01) -> dict
         pixel_mean=[103.53, 116.28, 123.675],
         pixel_std=[57.375, 57.12, 58.395],
     )
+
+
+def train_step(model, batch):
+    """One training forward and backward of a detectron2 detector on ``batch``: (its loss dict, the
+    EventStorage scalars it wrote)."""
+    from detectron2.utils.events import EventStorage
+
+    model.train()
+    with EventStorage() as storage:
+        losses = model(batch)
+        sum(losses.values()).backward()
+    return losses, {k: v[0] for k, v in storage.latest().items()}
