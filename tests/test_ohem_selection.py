@@ -152,12 +152,15 @@ def test_statistics_and_scalars_by_hand():
         (dict(selection_nms_thresh=0.0), r"selection_nms_thresh=0.0 must be in \(0, 1\].*or None"),
         (dict(selection_nms_thresh=70), r"selection_nms_thresh=70 must be in \(0, 1\]"),
         (dict(positive_fraction=0.0), r"positive_fraction=0.0 must be None .*or in \(0, 1\]"),
+        (dict(positive_fraction=1.5), r"positive_fraction=1.5 must be None .*or in \(0, 1\]"),
         (dict(selection_loss="focal"), r"selection_loss='focal' is not one of \('cls_box', 'cls'\)"),
     ],
 )
 def test_bad_options_raise_naming_the_value(kwargs, message):
     options = dict(batch_size_per_image=512, selection_nms_thresh=0.7, positive_fraction=None, selection_loss="cls_box")
     check_ohem_options(**options)  # the paper's values pass
+    for fraction in (0.25, 1.0):  # mmdetection's cap, and a cap that keeps every hard positive
+        check_ohem_options(**{**options, "positive_fraction": fraction})
     with pytest.raises(ValueError, match=message):
         check_ohem_options(**{**options, **kwargs})
 
