@@ -255,6 +255,10 @@ def test_bin_counts_and_scalars_by_hand():
     # The authors' interval [0, 0.7) has edges 0.233 and 0.467: 0.25 and both 0.45 share bin 1.
     counts = negative_bin_counts(ious, cand, torch.tensor([0, 2]), num_bins=3, iou_high=0.5, floor_thr=0.1)
     assert counts[1, :4].tolist() == [0, 1, 2, 1]
+    assert iou_balanced_scalars(counts)["candidate_fraction_outside"] == pytest.approx(1 / 4)
+    # One drawn negative (IoU 0.05, in the floor) is enough for the drawn keys.
+    one = iou_balanced_scalars(negative_bin_counts(ious, cand, torch.tensor([0]), num_bins=3, iou_high=0.5, floor_thr=0.1))
+    assert (one["bg_fraction_outside"], one["bg_fraction_bin0"]) == (1.0, 0.0)
     counts = negative_bin_counts(ious, cand, torch.tensor([0, 2]), num_bins=3, iou_high=None, floor_thr=None)
     assert counts[1, :4].tolist() == [1, 3, 0, 0]
     # Nothing drawn: the drawn keys are left out, not NaN.
