@@ -4,6 +4,8 @@ The reference :func:`algorithm_1` below is the paper's Algorithm 1 written out a
 every positive and every negative (no band, no sorting, no prefix sums), sharing no code with
 aploss.ap_loss. test_aploss_model.py imports it too.
 """
+import sys
+
 import pytest
 import torch
 
@@ -147,11 +149,16 @@ def test_backward_is_the_error_driven_update_not_autograd_of_the_forward():
     assert not torch.allclose(true_grad, update, atol=1e-3)
 
 
+@pytest.mark.parametrize("chunk", [None, 1, 7])
 @pytest.mark.parametrize("interpolated", [True, False])
 @pytest.mark.parametrize("delta", [0.5, 1.0, 2.0])
-def test_matches_literal_algorithm_1_on_random_lists(interpolated, delta):
+def test_matches_literal_algorithm_1_on_random_lists(interpolated, delta, chunk, monkeypatch):
     """Scores on a 0.25 grid (ties between positives, between negatives, across labels, and on the band
-    edge), ignored samples, 3 seeds; loss, update and band size equal the loop reference."""
+    edge, i.e. on the ends of the windows), ignored samples, 3 seeds; loss, update and band size equal the
+    loop reference, whether the 120 samples are visited in one chunk or in chunks of 1 or 7 (a chunk
+    boundary falls inside the band)."""
+    if chunk is not None:
+        monkeypatch.setattr(sys.modules["aploss.ap_loss"], "NEGATIVE_CHUNK", chunk)
     for seed in range(3):
         g = torch.Generator().manual_seed(seed)
         scores = torch.randint(-12, 12, (3, 40), generator=g).float() * 0.25
