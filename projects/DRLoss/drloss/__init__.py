@@ -1,9 +1,10 @@
 """DR Loss (Qian, Chen, Li, Jin, "DR Loss: Improving Object Detection by Distributional Ranking",
-CVPR 2020, arXiv:1907.10156) on detectron2's RetinaNet.
+CVPR 2020, arXiv:1907.10156) on detectron2's RetinaNet and in Faster R-CNN's ROI head.
 
 The loss arithmetic (:mod:`drloss.dr_loss`) is pure torch and always importable. RetinaNet-DR
-(:mod:`drloss.meta_arch`) subclasses detectron2's RetinaNet and is exported only when detectron2 is
-installed; import ``drloss.meta_arch`` directly to get an ImportError that says how to install it.
+(:mod:`drloss.meta_arch`) and the Faster R-CNN ROI head (:mod:`drloss.faster_rcnn`) subclass
+detectron2's classes and are exported only when detectron2 is installed; import those modules
+directly to get an ImportError that says how to install it.
 """
 from d2imbalance._compat import detectron2_available
 
@@ -31,7 +32,8 @@ __all__ = [
     "smoothed_logistic",
 ]
 
-if detectron2_available():  # meta_arch.py subclasses detectron2's RetinaNet
+if detectron2_available():  # meta_arch.py / faster_rcnn.py subclass detectron2's RetinaNet / ROI heads
+    from .faster_rcnn import DRFastRCNNOutputLayers, DRROIHeads
     from .meta_arch import RetinaNetDRLoss
 
-    __all__ += ["RetinaNetDRLoss"]
+    __all__ += ["DRFastRCNNOutputLayers", "DRROIHeads", "RetinaNetDRLoss"]
