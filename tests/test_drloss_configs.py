@@ -1,5 +1,6 @@
-"""configs/DRLoss: both configs instantiate RetinaNetDRLoss with the authors' values on the baselines'
-recipes, every switch set from the config reaches the model, and the shapes demo trains a step and infers."""
+"""configs/DRLoss: the RetinaNet configs instantiate RetinaNetDRLoss and the Faster R-CNN ones
+DRROIHeads / DRFastRCNNOutputLayers with the authors' values on the baselines' recipes, every switch set
+from the config reaches the model, and both shapes demos train a step and infer."""
 import math
 from pathlib import Path
 
@@ -119,3 +120,118 @@ def test_shapes_config_trains_one_step_and_infers():
     with torch.no_grad():
         out = model(batch)
     assert len(out) == 2 and all(len(o["instances"]) > 0 for o in out)
+
+
+# Faster R-CNN with the DR loss in the ROI head (drloss.faster_rcnn).
+FASTER_RCNN_CONFIGS = {
+    "faster_rcnn_drloss_R_50_FPN_1x.py": ("Baselines/faster_rcnn_R_50_FPN_1x.py", 512),
+    "faster_rcnn_drloss_shapes.py": ("Baselines/faster_rcnn_shapes.py", 128),
+}
+
+
+def test_every_config_is_listed():
+    assert set(CONFIGS) | set(FASTER_RCNN_CONFIGS) == {p.name for p in (ROOT / "DRLoss").glob("*.py")}
+
+
+@pytest.mark.parametrize("name", sorted(FASTER_RCNN_CONFIGS))
+def test_faster_rcnn_config_instantiates_with_the_authors_values(name):
+    from detectron2.config import instantiate
+    from detectron2.modeling import GeneralizedRCNN
+    from detectron2.modeling.proposal_generator import RPN
+    from drloss import DRFastRCNNOutputLayers, DRROIHeads
+
+    cfg = load(name)
+    model = instantiate(cfg.model)
+    assert type(model) is GeneralizedRCNN and type(model.proposal_generator) is RPN
+    heads, predictor = model.roi_heads, model.roi_heads.box_predictor
+    assert type(heads) is DRROIHeads and type(predictor) is DRFastRCNNOutputLayers and not heads.mask_on
+    for key, value in SWITCHES.items():
+        assert getattr(predictor, key) == pytest.approx(value) if isinstance(value, float) else getattr(predictor, key) == value
+    assert predictor.use_sigmoid_ce and not predictor.use_fed_loss
+    # the RoI sampling is the baseline's; every class score starts at σ(0) = 0.5 (the authors' prior)
+    assert (heads.batch_size_per_image, heads.positive_fraction) == (FASTER_RCNN_CONFIGS[name][1], 0.25)
+    assert torch.all(predictor.cls_score.bias == 0)
+    assert cfg.train.output_dir.endswith(name[: -len(".py")])
+
+
+@pytest.mark.parametrize("name", sorted(FASTER_RCNN_CONFIGS))
+def test_faster_rcnn_same_recipe_as_the_baseline(name):
+    """Only the ROI heads' and box predictor's _target_ and the seven DR switches differ from the baseline."""
+    cfg, base = load(name), load(FASTER_RCNN_CONFIGS[name][0])
+    for key in ("dataloader", "optimizer", "lr_multiplier"):
+        assert plain(cfg[key]) == plain(base[key]), key
+    train, base_train = dict(cfg.train), dict(base.train)
+    for key in ("output_dir", "trained_checkpoint"):
+        train.pop(key), base_train.pop(key)
+    assert train == base_train
+    model, base_model = plain(cfg.model), plain(base.model)
+    heads, base_heads = model.pop("roi_heads"), base_model.pop("roi_heads")
+    assert model == base_model
+    predictor, base_predictor = heads.pop("box_predictor"), base_heads.pop("box_predictor")
+    assert heads.pop("_target_") != base_heads.pop("_target_") and heads == base_heads
+    assert set(predictor) - set(base_predictor) == set(SWITCHES)
+    assert predictor.pop("_target_") != base_predictor.pop("_target_")
+    assert {k: v for k, v in predictor.items() if k not in SWITCHES} == base_predictor
+
+
+@pytest.mark.parametrize(
+    "override,attr,value",
+    [
+        ("model.roi_heads.box_predictor.pos_lambda=0.5", "pos_lambda", 0.5),
+        ("model.roi_heads.box_predictor.neg_lambda=0.2", "neg_lambda", 0.2),
+        ("model.roi_heads.box_predictor.margin=0.3", "margin", 0.3),
+        ("model.roi_heads.box_predictor.logistic_scale=10", "logistic_scale", 10),
+        ("model.roi_heads.box_predictor.cls_loss_weight=2", "cls_loss_weight", 2),
+        ("model.roi_heads.box_predictor.scope=batch", "scope", "batch"),
+        ("model.roi_heads.box_predictor.class_grouping=per_class", "class_grouping", "per_class"),
+    ],
+)
+def test_faster_rcnn_command_line_overrides_reach_the_predictor(override, attr, value):
+    from detectron2.config import LazyConfig, instantiate
+
+    cfg = LazyConfig.apply_overrides(load("faster_rcnn_drloss_shapes.py"), [override])
+    assert getattr(instantiate(cfg.model).roi_heads.box_predictor, attr) == value
+
+
+def test_faster_rcnn_hyperparameters_are_the_sampling_plus_the_four_of_dr_loss():
+    """RPN sampling (256, 0.5) + RoI sampling (512, 0.25) + λ_+, λ_-, γ, L: 8, four more than Faster
+    R-CNN's 4 (the review's 4 for DR loss)."""
+    from d2imbalance.analysis.comparison import describe_config
+
+    info = describe_config(str(ROOT / "DRLoss" / "faster_rcnn_drloss_R_50_FPN_1x.py"))
+    assert [(h.name, value) for h, value in info.hyperparameters] == [
+        ("proposal_generator.batch_size_per_image", 256), ("proposal_generator.positive_fraction", 0.5),
+        ("roi_heads.batch_size_per_image", 512), ("roi_heads.positive_fraction", 0.25),
+        ("roi_heads.box_predictor.pos_lambda", 1.0), ("roi_heads.box_predictor.neg_lambda", 0.1 / math.log(3.5)),
+        ("roi_heads.box_predictor.margin", 0.5), ("roi_heads.box_predictor.logistic_scale", 6.0)]  # fmt: skip
+
+
+def test_faster_rcnn_shapes_config_trains_one_step_and_infers():
+    from detectron2.config import instantiate
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    torch.manual_seed(0)
+    model = instantiate(load("faster_rcnn_drloss_shapes.py").model)
+    batch = []
+    for i in range(2):
+        inst = Instances((256, 256))
+        inst.gt_boxes = Boxes(torch.tensor([[30.0, 40.0, 120.0, 150.0]]))
+        inst.gt_classes = torch.tensor([i])
+        batch.append({"image": torch.rand(3, 256, 256) * 255, "instances": inst})
+    model.train()
+    with EventStorage() as storage:
+        losses = model(batch)
+        sum(losses.values()).backward()
+    assert set(losses) == {"loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert {"drloss/expected_pos", "drloss/expected_neg", "drloss/margin_violation"} <= set(storage.latest())
+    assert model.roi_heads.box_predictor.cls_score.weight.grad[:4].abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+    assert len(out) == 2 and all(len(o["instances"]) > 0 for o in out)
+    # inference keeps the sigmoid scores: at initialisation every class scores about σ(0) = 0.5
+    scores = torch.cat([o["instances"].scores for o in out])
+    assert torch.all((scores > 0.4) & (scores < 0.6))
