@@ -389,7 +389,7 @@ def _shipped():
 
 def test_shipped_configs_exist_and_each_method_derives_from_its_baseline():
     comparisons = _shipped()
-    assert set(comparisons) == {"one_stage_shapes", "shapes", "coco_r50_fpn_1x"}
+    assert set(comparisons) == {"one_stage_shapes", "two_stage_shapes", "shapes", "coco_r50_fpn_1x"}
     for name, entries in comparisons.items():
         assert len({e.label for e in entries}) == len(entries), name
         for entry in entries:
@@ -397,9 +397,10 @@ def test_shipped_configs_exist_and_each_method_derives_from_its_baseline():
                 assert (CONFIGS / config).is_file(), f"{name}: {entry.label}'s {config} does not exist"
             if (CONFIGS / entry.config).is_file() and entry.config not in NOT_IMPORTED:
                 assert entry.baseline in _imported_configs(entry.config), (name, entry.label)
-    one_stage, shapes = comparisons["one_stage_shapes"], comparisons["shapes"]
+    one_stage, two_stage, shapes = (comparisons[k] for k in ("one_stage_shapes", "two_stage_shapes", "shapes"))
     assert {e.baseline for e in one_stage} == {"Baselines/retinanet_shapes.py"}
-    assert set(one_stage) <= set(shapes)
+    assert {e.baseline for e in two_stage} == {"Baselines/faster_rcnn_shapes.py"}
+    assert set(one_stage) <= set(shapes) and set(two_stage) <= set(shapes)
     assert all(e.config.endswith("_shapes.py") and e.baseline.endswith("_shapes.py") for e in shapes)
     assert all("R_50_FPN_1x" in e.config for e in comparisons["coco_r50_fpn_1x"])
 
@@ -407,17 +408,25 @@ def test_shipped_configs_exist_and_each_method_derives_from_its_baseline():
 def test_every_solution_project_appears_in_every_applicable_list():
     projects = {p.name for p in CONFIGS.iterdir() if p.is_dir()} - {"Baselines", "common", "comparisons"}
     # one_stage_shapes holds the RetinaNet solutions: it applies to the projects with a RetinaNet shapes config.
-    applicable = {"one_stage_shapes": {p for p in projects if any((CONFIGS / p).glob("retinanet_*_shapes.py"))}}
+    applicable = {name: {p for p in projects if any((CONFIGS / p).glob(pattern))}
+                  for name, pattern in (("one_stage_shapes", "retinanet_*_shapes.py"),
+                                        ("two_stage_shapes", "faster_rcnn_*_shapes.py"))}  # fmt: skip
     assert "IoUBalancedSampling" not in applicable["one_stage_shapes"] and "DRLoss" in applicable["one_stage_shapes"]
     for name, entries in _shipped().items():
         listed = {e.config.split("/")[0] for e in entries}
         expected = applicable.get(name, projects)
         assert expected <= listed, (name, sorted(expected - listed))
+    # Every method's shapes config is in "shapes", and each RetinaNet / Faster R-CNN one in its detector's list.
+    method_shapes = {str(c.relative_to(CONFIGS)) for c in CONFIGS.glob("*/*_shapes.py")} - {
+        str(c.relative_to(CONFIGS)) for c in (CONFIGS / "Baselines").glob("*.py")}
+    for name, prefix in (("shapes", ""), ("one_stage_shapes", "retinanet_"), ("two_stage_shapes", "faster_rcnn_")):
+        expected = {c for c in method_shapes if c.split("/")[1].startswith(prefix)}
+        assert expected == {e.config for e in _shipped()[name]}, (name, expected ^ {e.config for e in _shipped()[name]})
     labels = {e.label for e in _shipped()["shapes"]}
     assert {"RetinaNet-ResObj", "FasterRCNN-ResObj", "YOLOv3-ResObj", "RetinaNet-SCB", "FasterRCNN-SCB",
             "SSD300-SCB", "FSSD300-SCB", "DSSD321-SCB", "RefineDet320-SCB (ARM)", "RetinaNet-Conf",
             "IoU-aware RetinaNet", "GHM (GHM-C + GHM-R)", "AP-Loss", "DR Loss", "Sampling-Free",
-            "IoU-balanced sampling", "OHEM", "ISR (PISA)"} == labels
+            "IoU-balanced sampling", "OHEM", "ISR (PISA)", "DR Loss (ROI head)"} == labels
 
 
 def test_cli_shows_the_lists(capsys):
@@ -519,4 +528,5 @@ def test_every_shipped_config_resolves_its_declared_hyper_parameters():
         "IoUBalancedSampling/faster_rcnn_iou_balanced_R_50_FPN_1x.py": 5,
         "OHEM/faster_rcnn_ohem_shapes.py": 4, "OHEM/faster_rcnn_ohem_R_50_FPN_1x.py": 4,
         "PISA/faster_rcnn_isr_shapes.py": 8, "PISA/faster_rcnn_isr_R_50_FPN_1x.py": 8,
+        "DRLoss/faster_rcnn_drloss_shapes.py": 8, "DRLoss/faster_rcnn_drloss_R_50_FPN_1x.py": 8,
     }  # fmt: skip
