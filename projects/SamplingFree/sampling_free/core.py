@@ -36,6 +36,22 @@ binary cross-entropies, N_f of them with target 1. No focal term, no sampling (R
 
 The authors' code (chenjoya/sampling-free@01dfd40) differs; :class:`OfficialGuidedLoss` reproduces its
 guided loss (see its docstring and the project README).
+
+Faster R-CNN (two stages, each trained on all its samples): the RPN's objectness is one sigmoid (C = 1),
+so 1.-3. apply as they are, with N the valid anchors. The ROI classifier is a softmax over C classes and
+the background. Eqs. 3-4 are written for sigmoids; their criterion (the bias that minimises the initial
+loss, every foreground class sharing one bias) carried to the softmax is our derivation, the paper's text
+gives none: with the probability pi of each foreground class and 1 - C * pi of the background, the
+initial loss per foreground sample is
+
+    L(pi) = -log(pi) - (N / N_f - 1) * log(1 - C * pi)
+
+and dL/dpi = -1/pi + (N / N_f - 1) * C / (1 - C * pi) = 0 at pi = N_f / (N * C), Eq. 4's pi* again.
+The logits (b_fg, ..., b_fg, b_bg) give it with b_bg = 0 and b_fg = log(pi / (1 - C * pi))
+= -log((N - N_f) * C / N_f); with C = 1 this is the sigmoid bias of Eq. 4.
+(:func:`softmax_prior_to_bias`, :func:`initial_softmax_classification_loss`.) Eq. 7 is unchanged: theta_j
+= N_j / N compares with the softmax probability of class j. :func:`stage_guided_loss` applies a guided-loss
+mode to one stage's (cls, box) pair.
 """
 import math
 from typing import Dict, Tuple
@@ -55,6 +71,10 @@ __all__ = [
     "guided_classification_loss",
     "class_adaptive_thresholds",
     "OfficialGuidedLoss",
+    "OFFICIAL_RCNN_CLS_SCALE",
+    "softmax_prior_to_bias",
+    "initial_softmax_classification_loss",
+    "stage_guided_loss",
 ]
 
 #: The review (papers/001, Table 1) counts 0 hyper-parameters for Sampling-Free, and the paper derives
@@ -162,6 +182,67 @@ def class_adaptive_thresholds(class_counts: Tensor, num_samples) -> Tensor:
     if not n >= n_f:
         raise ValueError(f"num_samples={float(n)} is smaller than the foreground count {float(n_f)}.")
     return (n_f / n) * (counts / n_f)
+
+
+#: The authors' Faster R-CNN code (chenjoya/sampling-free@5f133dc, roi_heads/box_head/loss.py) multiplies
+#: the guided classification loss of the ROI head by 2 ("classification_scale: 2.0 for rcnn" in its
+#: README); its RPN and RetinaNet use 1. A constant of that code, not of the method.
+OFFICIAL_RCNN_CLS_SCALE = 2.0
+
+
+def softmax_prior_to_bias(prior: float, num_classes: int) -> Tuple[float, float]:
+    """(b_fg, b_bg): the biases of a softmax over C classes + background that give every foreground class
+    the probability pi and the background 1 - C * pi: b_bg = 0, b_fg = log(pi / (1 - C * pi)) (module
+    docstring, "Faster R-CNN").
+
+    Raises:
+        ValueError: C < 1, or pi not in (0, 1 / C).
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes={num_classes} must be >= 1.")
+    if not 0.0 < prior < 1.0 / num_classes:
+        raise ValueError(
+            f"prior={prior} must be in (0, 1 / num_classes) = (0, {1.0 / num_classes:.6g}): it is each foreground "
+            "class's initial softmax probability, and the background keeps 1 - num_classes * prior."
+        )
+    return math.log(prior / (1.0 - num_classes * prior)), 0.0
+
+
+def initial_softmax_classification_loss(
+    prior: float, num_foreground: float, num_samples: float, num_classes: int
+) -> float:
+    """The softmax form of Eq. 3, per foreground sample: -log(pi) - (N / N_f - 1) * log(1 - C * pi), the
+    cross-entropy of N_f foreground samples at probability pi and N - N_f background ones at 1 - C * pi."""
+    if not 0.0 < prior < 1.0 / num_classes:
+        raise ValueError(f"prior={prior} must be in (0, 1 / num_classes).")
+    ratio = float(num_samples) / float(num_foreground)
+    return -math.log(prior) - (ratio - 1.0) * math.log1p(-num_classes * prior)
+
+
+def stage_guided_loss(loss_cls: Tensor, loss_reg: Tensor, mode: str, *, cls_weight: float = 1.0,
+                      official_scale: float = 1.0) -> Tuple[Tensor, Tensor]:
+    """One detector stage's classification term of Eq. 6 and its r, for a mode of :data:`GUIDED_LOSS_MODES`
+    other than RetinaNet's "official" (:class:`OfficialGuidedLoss`).
+
+    Args:
+        loss_cls: w_cls * L_cls, the stage's weighted classification loss (detectron2 applies its
+            ``loss_weight`` before returning a loss).
+        loss_reg: w_reg * L_reg, the stage's weighted box loss.
+        mode: "paper": w_cls * r * L_cls with r = w_reg * L_reg / L_cls (Eqs. 5-6); "official": that times
+            ``official_scale`` (the authors' Faster R-CNN code: 1 in the RPN, 2 in the ROI head); "off":
+            ``loss_cls`` unchanged (r reported as 1).
+        cls_weight: w_cls (so that r = w_cls * loss_reg / loss_cls = w_reg * L_reg / L_cls).
+
+    Returns:
+        (the classification loss to optimise, r without grad).
+    """
+    if mode not in GUIDED_LOSS_MODES:
+        raise ValueError(f"guided_loss={mode!r} is not one of {GUIDED_LOSS_MODES}.")
+    if mode == "off":
+        return loss_cls, torch.ones_like(loss_cls.detach())
+    r = guided_ratio(loss_cls, loss_reg, reg_weight=cls_weight)
+    scale = official_scale if mode == "official" else 1.0
+    return scale * r * loss_cls, r
 
 
 def _all_reduce_mean(x: Tensor) -> Tensor:
