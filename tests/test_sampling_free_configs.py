@@ -1,16 +1,20 @@
 """Every config in configs/SamplingFree instantiates its model with the switches its name promises, keeps its
-baseline's recipe, and the shapes config trains one step and infers."""
+baseline's recipe, and the shapes configs train and infer (RetinaNet: one step; Faster R-CNN: train_net's
+loop, two iterations and the evaluation)."""
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from lazy_config_helpers import load, plain
+
 pytestmark = pytest.mark.detectron2
 
 ROOT = Path(__file__).resolve().parents[1] / "configs"
 CONFIG_DIR = ROOT / "SamplingFree"
-CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.py"))
+CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("retinanet_*.py"))
 
 # name -> (baseline, prior_prob, guided_loss, class_adaptive_threshold, test_score_thresh, test_nms_thresh)
 EXPECTED = {
@@ -20,14 +24,8 @@ EXPECTED = {
 }
 
 
-def load(path):
-    from detectron2.config import LazyConfig
-
-    return LazyConfig.load(str(path))
-
-
 def test_every_config_is_listed():
-    assert set(CONFIGS) == set(EXPECTED)
+    assert {p.name for p in CONFIG_DIR.glob("*.py")} == set(EXPECTED) | set(FASTER_RCNN)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -106,3 +104,141 @@ def test_shapes_config_trains_one_step_and_infers():
         out = model(batch)
     assert len(out) == 2 and all(len(r["instances"]) <= 100 for r in out)
     assert model.score_thresholds().shape == (4,)
+
+
+# ------------------------------------------------------------------------------------------ Faster R-CNN
+
+PAPER_RPN = dict(prior_prob=None, guided_loss="paper")
+PAPER_ROI = dict(prior_prob=None, optimal_bias_init=True, guided_loss="paper", class_adaptive_threshold=True)
+# name -> (baseline, RPN switches, ROI-heads switches, the predictor's test_score_thresh)
+FASTER_RCNN = {
+    "faster_rcnn_sampling_free_R_50_FPN_1x.py": ("faster_rcnn_R_50_FPN_1x.py", PAPER_RPN, PAPER_ROI, 0.05),
+    "faster_rcnn_sampling_free_official_R_50_FPN_1x.py": (
+        "faster_rcnn_R_50_FPN_1x.py", dict(PAPER_RPN, guided_loss="official"),
+        dict(PAPER_ROI, optimal_bias_init=False, guided_loss="official", class_adaptive_threshold=False), 1e-4),
+    "faster_rcnn_sampling_free_shapes.py": ("faster_rcnn_shapes.py", PAPER_RPN, PAPER_ROI, 0.05),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(FASTER_RCNN))
+def test_faster_rcnn_config_instantiates_with_its_switches(name):
+    from detectron2.config import instantiate
+    from detectron2.modeling import GeneralizedRCNN
+
+    from sampling_free import SamplingFreeROIHeads, SamplingFreeRPN
+
+    _, rpn_switches, roi_switches, thresh = FASTER_RCNN[name]
+    cfg = load(CONFIG_DIR / name)
+    assert {k: cfg.model.proposal_generator[k] for k in rpn_switches} == rpn_switches
+    assert {k: cfg.model.roi_heads[k] for k in roi_switches} == roi_switches
+    model = instantiate(cfg.model)
+    rpn, heads = model.proposal_generator, model.roi_heads
+    assert type(model) is GeneralizedRCNN and type(rpn) is SamplingFreeRPN and type(heads) is SamplingFreeROIHeads
+    assert rpn.guided_loss == rpn_switches["guided_loss"] and rpn.prior.item() == 0.0  # measured in training
+    assert (heads.optimal_bias_init, heads.guided_loss, heads.class_adaptive_threshold) == (
+        roi_switches["optimal_bias_init"], roi_switches["guided_loss"], roi_switches["class_adaptive_threshold"])
+    assert heads.prior.item() == 0.0 and not heads.mask_on
+    assert heads.box_predictor.test_score_thresh == thresh
+    shapes = "shapes" in name
+    assert heads.num_classes == (4 if shapes else 80) and heads.proposal_counts.shape == (heads.num_classes + 1,)
+    # The samplers' batch sizes stay as the loss normalisers.
+    assert (rpn.batch_size_per_image, heads.batch_size_per_image) == ((256, 128) if shapes else (256, 512))
+    assert cfg.train.output_dir.endswith(name[: -len(".py")])
+
+
+@pytest.mark.parametrize("name", ["faster_rcnn_sampling_free_R_50_FPN_1x.py", "faster_rcnn_sampling_free_shapes.py"])
+def test_faster_rcnn_config_changes_only_the_method_keys(name):
+    cfg, base = load(CONFIG_DIR / name), load(ROOT / "Baselines" / FASTER_RCNN[name][0])
+    for key in ("dataloader", "optimizer", "lr_multiplier"):
+        assert plain(cfg[key]) == plain(base[key]), key
+    train, base_train = plain(cfg.train), plain(base.train)
+    for key in ("output_dir", "trained_checkpoint"):
+        train.pop(key), base_train.pop(key)
+    assert train == base_train
+    model, base_model = plain(cfg.model), plain(base.model)
+    for part, switches in (("proposal_generator", PAPER_RPN), ("roi_heads", PAPER_ROI)):
+        ours, theirs = model.pop(part), base_model.pop(part)
+        assert ours.pop("_target_") != theirs.pop("_target_")
+        assert {k: ours.pop(k) for k in switches} == switches
+        assert ours == theirs, part
+    assert model == base_model
+
+
+def test_faster_rcnn_official_config_changes_only_its_switches():
+    cfg = load(CONFIG_DIR / "faster_rcnn_sampling_free_official_R_50_FPN_1x.py")
+    paper = load(CONFIG_DIR / "faster_rcnn_sampling_free_R_50_FPN_1x.py")
+    model, paper_model = plain(cfg.model), plain(paper.model)
+    heads, paper_heads = model.pop("roi_heads"), paper_model.pop("roi_heads")
+    predictor, paper_predictor = heads.pop("box_predictor"), paper_heads.pop("box_predictor")
+    assert {k for k in heads if heads[k] != paper_heads[k]} == {"optimal_bias_init", "guided_loss",
+                                                                 "class_adaptive_threshold"}
+    assert {k for k in predictor if predictor[k] != paper_predictor[k]} == {"test_score_thresh"}
+    rpn, paper_rpn = model.pop("proposal_generator"), paper_model.pop("proposal_generator")
+    assert {k for k in rpn if rpn[k] != paper_rpn[k]} == {"guided_loss"}
+    assert model == paper_model and plain(cfg.dataloader) == plain(paper.dataloader)
+
+
+@pytest.mark.parametrize(
+    "override,part,attr,value",
+    [
+        ("model.proposal_generator.prior_prob=0.2", "proposal_generator", "prior", 0.2),
+        ("model.proposal_generator.guided_loss=off", "proposal_generator", "guided_loss", "off"),
+        ("model.roi_heads.prior_prob=0.1", "roi_heads", "prior", 0.1),
+        ("model.roi_heads.optimal_bias_init=false", "roi_heads", "optimal_bias_init", False),
+        ("model.roi_heads.guided_loss=official", "roi_heads", "guided_loss", "official"),
+        ("model.roi_heads.class_adaptive_threshold=false", "roi_heads", "class_adaptive_threshold", False),
+    ],
+)
+def test_faster_rcnn_overrides_reach_the_model(override, part, attr, value):
+    """Each switch reaches its module (what each one changes in the losses: test_sampling_free_faster_rcnn.py)."""
+    from detectron2.config import instantiate
+
+    from d2imbalance.overrides import apply_overrides
+
+    cfg = apply_overrides(load(CONFIG_DIR / "faster_rcnn_sampling_free_shapes.py"), [override])
+    got = getattr(getattr(instantiate(cfg.model), part), attr)
+    if torch.is_tensor(got):  # the prior buffer: the value set at construction
+        got = pytest.approx(got.item())
+    assert got == value
+
+
+@pytest.mark.parametrize("name", sorted(FASTER_RCNN))
+def test_faster_rcnn_declares_no_hyperparameters(name):
+    """The RPN's and the ROI heads' samplings (4 values in Faster R-CNN) are gone and nothing replaces them:
+    0, the review's count for Sampling-Free."""
+    from d2imbalance.analysis.comparison import describe_config
+
+    assert list(describe_config(str(CONFIG_DIR / name)).hyperparameters) == []
+
+
+def test_faster_rcnn_shapes_config_trains_two_iterations_and_evaluates(tmp_path):
+    """train_net's own loop: 2 iterations of 2 images of shapes_mini_train, then COCO evaluation on
+    shapes_mini_val; finite losses, the method's signals in metrics.json, the priors measured, more
+    samples per image than the baseline's 256 anchors and 128 RoIs."""
+    from d2imbalance.engine import default_argument_parser, do_train, prepare_all_datasets, setup
+
+    out = tmp_path / "run"
+    args = default_argument_parser().parse_args([
+        "--config-file", str(CONFIG_DIR / "faster_rcnn_sampling_free_shapes.py"),
+        "dataloader.train.dataset.names=shapes_mini_train", "dataloader.test.dataset.names=shapes_mini_val",
+        "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+        "optimizer.lr=0.01", "train.max_iter=2", "train.eval_period=0", "train.log_period=1",
+        "train.checkpointer.period=100", "train.seed=0", f"train.output_dir={out}"])  # fmt: skip
+    cfg = setup(args)
+    prepare_all_datasets(cfg)
+    do_train(args, cfg)
+    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    steps = [r for r in rows if "total_loss" in r]
+    assert [r["iteration"] for r in steps] == [0, 1]
+    losses = ("loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc", "total_loss")
+    assert all(math.isfinite(r[k]) for r in steps for k in losses)
+    names = ("rpn_guided_ratio", "rpn_loss_cls_unscaled", "rpn_num_samples", "rpn_fg_fraction",
+             "roi_guided_ratio", "roi_loss_cls_unscaled", "roi_loss_box_reg", "roi_num_samples")  # fmt: skip
+    last = steps[-1]
+    assert {f"sampling_free/{k}" for k in names} <= set(last)
+    assert all(math.isfinite(last[f"sampling_free/{k}"]) for k in names)
+    assert last["sampling_free/rpn_num_samples"] > 256 and last["sampling_free/roi_num_samples"] > 128
+    assert any("sampling_free/rpn_prior" in r for r in steps) and any("sampling_free/roi_prior" in r for r in steps)
+    evaluation = [r for r in rows if "bbox/AP" in r]
+    assert len(evaluation) == 1 and evaluation[0]["iteration"] == 2
+    assert (out / "model_final.pth").is_file()
