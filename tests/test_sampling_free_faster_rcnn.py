@@ -220,7 +220,8 @@ def proposals_and_targets(objects=((A, 0),), boxes=(P70, P45, Q1, Q2)):
 def roi_forward(model, proposals, targets=None):
     from detectron2.structures import ImageList
 
-    feats = {"p2": torch.rand(len(proposals), 8, SIZE[0] // 4, SIZE[1] // 4, generator=torch.Generator().manual_seed(1))}
+    g = torch.Generator().manual_seed(1)
+    feats = {"p2": torch.rand(len(proposals), 8, SIZE[0] // 4, SIZE[1] // 4, generator=g)}
     images = ImageList(torch.zeros(len(proposals), 3, *SIZE), [SIZE] * len(proposals))
     return storage_run(lambda: model(images, feats, proposals, targets))
 
