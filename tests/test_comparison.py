@@ -426,7 +426,8 @@ def test_every_solution_project_appears_in_every_applicable_list():
     assert {"RetinaNet-ResObj", "FasterRCNN-ResObj", "YOLOv3-ResObj", "RetinaNet-SCB", "FasterRCNN-SCB",
             "SSD300-SCB", "FSSD300-SCB", "DSSD321-SCB", "RefineDet320-SCB (ARM)", "RetinaNet-Conf",
             "IoU-aware RetinaNet", "GHM (GHM-C + GHM-R)", "AP-Loss", "DR Loss", "Sampling-Free",
-            "IoU-balanced sampling", "OHEM", "ISR (PISA)", "DR Loss (ROI head)"} == labels
+            "IoU-balanced sampling", "OHEM", "ISR (PISA)", "DR Loss (ROI head)",
+            "Sampling-Free (RPN + ROI)"} == labels
 
 
 def test_cli_shows_the_lists(capsys):
@@ -529,4 +530,6 @@ def test_every_shipped_config_resolves_its_declared_hyper_parameters():
         "OHEM/faster_rcnn_ohem_shapes.py": 4, "OHEM/faster_rcnn_ohem_R_50_FPN_1x.py": 4,
         "PISA/faster_rcnn_isr_shapes.py": 8, "PISA/faster_rcnn_isr_R_50_FPN_1x.py": 8,
         "DRLoss/faster_rcnn_drloss_shapes.py": 8, "DRLoss/faster_rcnn_drloss_R_50_FPN_1x.py": 8,
+        "SamplingFree/faster_rcnn_sampling_free_shapes.py": 0,
+        "SamplingFree/faster_rcnn_sampling_free_R_50_FPN_1x.py": 0,
     }  # fmt: skip

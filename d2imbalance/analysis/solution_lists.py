@@ -45,6 +45,7 @@ _TWO_STAGE_SHAPES: Tuple[Entry, ...] = tuple(
         ("IoU-balanced sampling", "IoUBalancedSampling/faster_rcnn_iou_balanced_shapes.py"),
         ("ISR (PISA)", "PISA/faster_rcnn_isr_shapes.py"),
         ("DR Loss (ROI head)", "DRLoss/faster_rcnn_drloss_shapes.py"),
+        ("Sampling-Free (RPN + ROI)", "SamplingFree/faster_rcnn_sampling_free_shapes.py"),
         ("FasterRCNN-ResObj", "ResObj/faster_rcnn_resobj_shapes.py"),
         ("FasterRCNN-SCB", "ScaleBalanced/faster_rcnn_scb_shapes.py"),
     )
@@ -89,6 +90,8 @@ _COCO_R50_FPN_1X: Tuple[Entry, ...] = (
     Entry("ISR (PISA)", "PISA/faster_rcnn_isr_R_50_FPN_1x.py", "Baselines/faster_rcnn_R_50_FPN_1x.py", **_FASTER_RCNN),
     Entry("DR Loss (ROI head)", "DRLoss/faster_rcnn_drloss_R_50_FPN_1x.py", "Baselines/faster_rcnn_R_50_FPN_1x.py",
           **_FASTER_RCNN),
+    Entry("Sampling-Free (RPN + ROI)", "SamplingFree/faster_rcnn_sampling_free_R_50_FPN_1x.py",
+          "Baselines/faster_rcnn_R_50_FPN_1x.py", **_FASTER_RCNN),
 )
 
 #: name -> entries, in table order (rows are grouped by baseline, in order of first appearance).
