@@ -213,8 +213,8 @@ def format_table(result: Dict) -> str:
     lines = [
         f"method:   {result['configs']['method']}",
         f"baseline: {result['configs']['baseline']}",
-        f"{s['image_size']}x{s['image_size']}, batch {s['batch']}, {s['iters']} timed iterations after "
-        f"{s['warmup']} warm-up, device {s['device']}, amp {s['amp']}"
+        f"{s['image_size']}x{s['image_size']}, batch {s['batch']}, {s['boxes_per_image']} boxes per image, "
+        f"{s['iters']} timed iterations after {s['warmup']} warm-up, device {s['device']}, amp {s['amp']}"
         + (f", overrides {' '.join(s['overrides'])}" if s["overrides"] else ""),
         f"| {'':30} | {'baseline':>10} | {'method':>10} | {'ratio':>7} |",
         f"|{'-' * 32}|{'-' * 12}|{'-' * 12}|{'-' * 9}|",
@@ -238,6 +238,10 @@ def main(argv=None) -> Dict:
     parser.add_argument("--batch", type=int, default=defaults.batch)
     parser.add_argument("--iters", type=int, default=defaults.iters)
     parser.add_argument("--warmup", type=int, default=defaults.warmup)
+    parser.add_argument(
+        "--boxes-per-image", type=int, default=defaults.boxes_per_image,
+        help="ground-truth boxes in each synthetic image (e.g. 1000 to check the memory of crowded images)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", action="store_true", help="autocast (fp16 on GPU, bf16 on CPU)")
     parser.add_argument("--json", help="also write the result as JSON to this file")
@@ -248,7 +252,7 @@ def main(argv=None) -> Dict:
     args = parser.parse_args(argv)
     settings = BenchmarkSettings(
         image_size=args.image_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
-        device=args.device, amp=args.amp, overrides=tuple(args.overrides),
+        boxes_per_image=args.boxes_per_image, device=args.device, amp=args.amp, overrides=tuple(args.overrides),
     )
     result = run_benchmark(args.method, args.baseline, settings)
     print(format_table(result))

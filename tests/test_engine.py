@@ -47,12 +47,27 @@ def test_benchmark_runs_and_reports_ratios(tmp_path):
     result = main([
         "--method", "Baselines/faster_rcnn_shapes.py", "--baseline", "Baselines/retinanet_shapes.py",
         "--image-size", "96", "--batch", "1", "--iters", "2", "--warmup", "1", "--device", "cpu",
-        "--json", str(out),
+        "--boxes-per-image", "5", "--json", str(out),
     ])
     saved = json.loads(out.read_text())
+    assert saved["settings"]["boxes_per_image"] == 5
     for key in ("train_step_ms", "inference_ms_per_image", "peak_memory_mib"):
         assert result["baseline"][key] > 0 and result["method"][key] > 0
         assert saved["ratio"][key] == pytest.approx(result["method"][key] / result["baseline"][key])
+
+
+def test_benchmark_inputs_carry_the_requested_number_of_boxes():
+    from d2imbalance.benchmark import BenchmarkSettings, format_table, synthetic_batch
+
+    settings = BenchmarkSettings(image_size=64, batch=2, boxes_per_image=1000)
+    batch = synthetic_batch(settings, num_classes=3)
+    assert [len(x["instances"]) for x in batch] == [1000, 1000]
+    boxes = batch[0]["instances"].gt_boxes.tensor
+    assert (boxes[:, 2:] > boxes[:, :2]).all() and boxes.max() <= 64
+    result = {"settings": {**settings.__dict__, "overrides": ()}, "configs": {"method": "M", "baseline": "B"}}
+    result.update({k: {"train_step_ms": 1.0, "inference_ms_per_image": 1.0, "peak_memory_mib": 1.0}
+                   for k in ("baseline", "method", "ratio")})
+    assert "1000 boxes per image" in format_table(result)
 
 
 def test_benchmark_overrides_reach_both_models():
