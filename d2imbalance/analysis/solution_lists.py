@@ -36,8 +36,9 @@ _ONE_STAGE_SHAPES: Tuple[Entry, ...] = tuple(
     )
 )
 
-# The review's two-stage rows of Table 1 (its DR Loss row is listed under Faster R-CNN; projects/DRLoss/README.md
-# says why it is most likely RetinaNet's), then the seed papers' Faster R-CNN variants.
+# The solutions that the review's Table 1 lists on Faster R-CNN (its DR Loss row among them;
+# projects/DRLoss/README.md says why that row is most likely RetinaNet's). The seed papers' Faster R-CNN
+# variants, which the review does not list, are in "shapes".
 _TWO_STAGE_SHAPES: Tuple[Entry, ...] = tuple(
     Entry(label, config, "Baselines/faster_rcnn_shapes.py", **_FASTER_RCNN)
     for label, config in (
@@ -46,12 +47,12 @@ _TWO_STAGE_SHAPES: Tuple[Entry, ...] = tuple(
         ("ISR (PISA)", "PISA/faster_rcnn_isr_shapes.py"),
         ("DR Loss (ROI head)", "DRLoss/faster_rcnn_drloss_shapes.py"),
         ("Sampling-Free (RPN + ROI)", "SamplingFree/faster_rcnn_sampling_free_shapes.py"),
-        ("FasterRCNN-ResObj", "ResObj/faster_rcnn_resobj_shapes.py"),
-        ("FasterRCNN-SCB", "ScaleBalanced/faster_rcnn_scb_shapes.py"),
     )
 )
 
 _OTHER_SHAPES: Tuple[Entry, ...] = (
+    Entry("FasterRCNN-ResObj", "ResObj/faster_rcnn_resobj_shapes.py", "Baselines/faster_rcnn_shapes.py", **_FASTER_RCNN),
+    Entry("FasterRCNN-SCB", "ScaleBalanced/faster_rcnn_scb_shapes.py", "Baselines/faster_rcnn_shapes.py", **_FASTER_RCNN),
     Entry("YOLOv3-ResObj", "ResObj/yolov3_resobj_shapes.py", "Baselines/yolov3_shapes.py",
           detector="YOLOv3", baseline_label="YOLOv3", benchmark=_YOLO_BENCHMARK),
     # The SSD family's benchmark runs at each network's own input size.
@@ -104,7 +105,7 @@ COMPARISONS: Dict[str, Tuple[Entry, ...]] = {
 
 DESCRIPTIONS: Dict[str, str] = {
     "one_stage_shapes": "the RetinaNet-based solutions on the shapes dataset, against Baselines/retinanet_shapes.py",
-    "two_stage_shapes": "the Faster R-CNN-based solutions on the shapes dataset, against Baselines/faster_rcnn_shapes.py",
+    "two_stage_shapes": "the review's Faster R-CNN solutions on the shapes dataset, against Baselines/faster_rcnn_shapes.py",
     "shapes": "every solution's shapes config against its baseline's shapes config (CPU demo)",
     "coco_r50_fpn_1x": "the COCO R50-FPN 1x configs against their baselines (the review's Table 1 setting)",
 }
