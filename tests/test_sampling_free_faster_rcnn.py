@@ -234,6 +234,17 @@ def test_roi_heads_use_every_proposal_with_the_gt_appended():
     assert rows == sorted([(P70, 0), (P45, 2), (Q1, 2), (Q2, 2), (A, 0)])
 
 
+def test_roi_heads_leave_out_the_proposals_the_matcher_ignores():
+    """With an ignore band [0.4, 0.5) (detectron2's ROI matcher has none, a user's may), P45 (IoU 0.45 with A)
+    is left out; the background and the foreground keep their labels."""
+    from detectron2.modeling.matcher import Matcher
+
+    model = roi_heads(proposal_matcher=Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=False))
+    labelled, _ = storage_run(lambda: model.label_and_sample_proposals(*proposals_and_targets()))
+    rows = sorted(zip(map(tuple, labelled[0].proposal_boxes.tensor.tolist()), labelled[0].gt_classes.tolist()))
+    assert rows == sorted([(P70, 0), (Q1, 2), (Q2, 2), (A, 0)])
+
+
 def test_roi_heads_first_batch_prior_guided_loss_and_signals_by_hand():
     model = roi_heads()
     (selected, losses), scalars = roi_forward(model, *proposals_and_targets())
