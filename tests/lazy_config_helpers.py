@@ -1,4 +1,6 @@
-"""Reading LazyConfigs in the config tests of the projects. Needs detectron2 (imported when called)."""
+"""Reading LazyConfigs, and training one on shapes_mini, in the config tests of the projects. Needs detectron2
+(imported when called)."""
+from pathlib import Path
 
 
 def load(path):
@@ -13,3 +15,30 @@ def plain(node):
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     return OmegaConf.to_container(node, resolve=False) if isinstance(node, (DictConfig, ListConfig)) else node
+
+
+def train_on_shapes_mini(config, output_dir, iterations=2):
+    """train_net's own loop on ``config``: ``iterations`` steps of 2 images of shapes_mini_train (lr 0.01,
+    one step per log line), then its COCO evaluation on shapes_mini_val.
+
+    Returns:
+        (rows, steps): every line of metrics.json, and those with a ``total_loss``, after checking that
+        there is one per iteration.
+    """
+    import json
+
+    from d2imbalance.engine import default_argument_parser, do_train, prepare_all_datasets, setup
+
+    args = default_argument_parser().parse_args([
+        "--config-file", str(config),
+        "dataloader.train.dataset.names=shapes_mini_train", "dataloader.test.dataset.names=shapes_mini_val",
+        "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+        "optimizer.lr=0.01", f"train.max_iter={iterations}", "train.eval_period=0", "train.log_period=1",
+        "train.checkpointer.period=100", "train.seed=0", f"train.output_dir={output_dir}"])  # fmt: skip
+    cfg = setup(args)
+    prepare_all_datasets(cfg)
+    do_train(args, cfg)
+    rows = [json.loads(line) for line in (Path(output_dir) / "metrics.json").read_text().splitlines()]
+    steps = [r for r in rows if "total_loss" in r]
+    assert [r["iteration"] for r in steps] == list(range(iterations))
+    return rows, steps

@@ -2,13 +2,12 @@
 change only the method's keys of their baselines, the authors' and mmdetection's configs only their
 switches, the hyper-parameter count, and the shapes demo trains two iterations on shapes_mini_train and
 evaluates on shapes_mini_val."""
-import json
 import math
 from pathlib import Path
 
 import pytest
 
-from lazy_config_helpers import load, plain
+from lazy_config_helpers import load, plain, train_on_shapes_mini
 
 pytestmark = pytest.mark.detectron2
 
@@ -126,21 +125,8 @@ def test_shapes_config_trains_two_iterations_and_evaluates(tmp_path):
     """train_net's own loop: 2 iterations of 2 images of shapes_mini_train, then COCO evaluation on
     shapes_mini_val (12 images); the losses are finite, the method's signals are in metrics.json, and
     the selection keeps at most 128 RoIs per image out of more."""
-    from d2imbalance.engine import default_argument_parser, do_train, prepare_all_datasets, setup
-
     out = tmp_path / "run"
-    args = default_argument_parser().parse_args([
-        "--config-file", str(CONFIG_DIR / "faster_rcnn_ohem_shapes.py"),
-        "dataloader.train.dataset.names=shapes_mini_train", "dataloader.test.dataset.names=shapes_mini_val",
-        "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
-        "optimizer.lr=0.01", "train.max_iter=2", "train.eval_period=0", "train.log_period=1",
-        "train.checkpointer.period=100", "train.seed=0", f"train.output_dir={out}"])  # fmt: skip
-    cfg = setup(args)
-    prepare_all_datasets(cfg)
-    do_train(args, cfg)
-    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
-    steps = [r for r in rows if "total_loss" in r]
-    assert [r["iteration"] for r in steps] == [0, 1]
+    rows, steps = train_on_shapes_mini(CONFIG_DIR / "faster_rcnn_ohem_shapes.py", out)
     assert all(math.isfinite(r[k]) for r in steps for k in ("loss_cls", "loss_box_reg", "loss_rpn_cls", "total_loss"))
     names = ("num_candidates", "num_selected", "nms_removed", "fg_fraction_selected", "fg_fraction_candidates",
              "mean_loss_selected", "mean_loss_candidates")  # fmt: skip

@@ -2,13 +2,12 @@
 ISR configs change only the method's keys of their baselines, the PISA configs only CARL's (and the
 official one only the authors' switches), the hyper-parameter counts, and the shapes demo trains two
 iterations on shapes_mini_train and evaluates on shapes_mini_val."""
-import json
 import math
 from pathlib import Path
 
 import pytest
 
-from lazy_config_helpers import load, plain
+from lazy_config_helpers import load, plain, train_on_shapes_mini
 
 pytestmark = pytest.mark.detectron2
 
@@ -143,21 +142,8 @@ def test_hyperparameters_are_the_rpn_sampling_plus_the_heads():
 def test_shapes_config_trains_two_iterations_and_evaluates(tmp_path):
     """train_net's own loop: 2 iterations of 2 images of shapes_mini_train, then COCO evaluation on
     shapes_mini_val; the losses are finite and ISR's signals are in metrics.json."""
-    from d2imbalance.engine import default_argument_parser, do_train, prepare_all_datasets, setup
-
     out = tmp_path / "run"
-    args = default_argument_parser().parse_args([
-        "--config-file", str(CONFIG_DIR / "faster_rcnn_isr_shapes.py"),
-        "dataloader.train.dataset.names=shapes_mini_train", "dataloader.test.dataset.names=shapes_mini_val",
-        "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
-        "optimizer.lr=0.01", "train.max_iter=2", "train.eval_period=0", "train.log_period=1",
-        "train.checkpointer.period=100", "train.seed=0", f"train.output_dir={out}"])  # fmt: skip
-    cfg = setup(args)
-    prepare_all_datasets(cfg)
-    do_train(args, cfg)
-    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
-    steps = [r for r in rows if "total_loss" in r]
-    assert [r["iteration"] for r in steps] == [0, 1]
+    rows, steps = train_on_shapes_mini(CONFIG_DIR / "faster_rcnn_isr_shapes.py", out)
     assert all(math.isfinite(r[k]) for r in steps for k in ("loss_cls", "loss_box_reg", "loss_rpn_cls", "total_loss"))
     signals = {"isr/pos_weight_mean", "isr/pos_weight_top", "isr/neg_weight_mean", "isr/neg_weight_std",
                "isr/neg_renorm", "roi_head/num_bg_samples"}  # fmt: skip

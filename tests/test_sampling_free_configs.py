@@ -1,14 +1,13 @@
 """Every config in configs/SamplingFree instantiates its model with the switches its name promises, keeps its
 baseline's recipe, and the shapes configs train and infer (RetinaNet: one step; Faster R-CNN: train_net's
 loop, two iterations and the evaluation)."""
-import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from lazy_config_helpers import load, plain
+from lazy_config_helpers import load, plain, train_on_shapes_mini
 
 pytestmark = pytest.mark.detectron2
 
@@ -215,21 +214,8 @@ def test_faster_rcnn_shapes_config_trains_two_iterations_and_evaluates(tmp_path)
     """train_net's own loop: 2 iterations of 2 images of shapes_mini_train, then COCO evaluation on
     shapes_mini_val; finite losses, the method's signals in metrics.json, the priors measured, more
     samples per image than the baseline's 256 anchors and 128 RoIs."""
-    from d2imbalance.engine import default_argument_parser, do_train, prepare_all_datasets, setup
-
     out = tmp_path / "run"
-    args = default_argument_parser().parse_args([
-        "--config-file", str(CONFIG_DIR / "faster_rcnn_sampling_free_shapes.py"),
-        "dataloader.train.dataset.names=shapes_mini_train", "dataloader.test.dataset.names=shapes_mini_val",
-        "dataloader.train.total_batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
-        "optimizer.lr=0.01", "train.max_iter=2", "train.eval_period=0", "train.log_period=1",
-        "train.checkpointer.period=100", "train.seed=0", f"train.output_dir={out}"])  # fmt: skip
-    cfg = setup(args)
-    prepare_all_datasets(cfg)
-    do_train(args, cfg)
-    rows = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
-    steps = [r for r in rows if "total_loss" in r]
-    assert [r["iteration"] for r in steps] == [0, 1]
+    rows, steps = train_on_shapes_mini(CONFIG_DIR / "faster_rcnn_sampling_free_shapes.py", out)
     losses = ("loss_cls", "loss_box_reg", "loss_rpn_cls", "loss_rpn_loc", "total_loss")
     assert all(math.isfinite(r[k]) for r in steps for k in losses)
     names = ("rpn_guided_ratio", "rpn_loss_cls_unscaled", "rpn_num_samples", "rpn_fg_fraction",
