@@ -69,6 +69,14 @@ def test_full_bins_each_give_their_equal_share():
     assert sum(counts) == 62 and all(20 <= c <= 22 for c in counts)
 
 
+def test_a_share_of_one_per_bin():
+    """N = 3, K = 3: one negative from each bin, however unequal the bins (60, 40, 30); a uniform draw
+    would miss a bin in most seeds."""
+    ious, cand = crafted()
+    for seed in range(5):
+        assert paper_bin_counts(ious, draw(ious, cand, 3, seed=seed)) == [1, 1, 1]
+
+
 def test_a_short_bin_gives_all_it_has_and_the_rest_is_refilled():
     """Bin 2 holds 6 negatives (IoU 0.45) but its share of N = 48 is 16: all 6 are drawn, and the
     shortfall of 10 comes at random from the 44 + 24 left in bins 0 and 1 (each already at 16)."""
