@@ -74,6 +74,23 @@ def synthetic_batch(settings: BenchmarkSettings, num_classes: int) -> List[dict]
     return batch
 
 
+def _zero_proposal_deltas(model) -> None:
+    """Make a two-stage model's proposals its anchors (ranked by objectness, then NMS).
+
+    The RPN of a randomly initialised model predicts huge box deltas: its boxes collapse at the image
+    border and a handful of proposals per image survive, so the ROI heads, where two-stage methods differ,
+    would be timed on about ten RoIs per image. With zero deltas (weights and bias; the lr is 0, so they
+    stay zero) each image gets its ``post_nms_topk`` proposals (1000 in the R50-FPN configs), as in real
+    training. Models without an RPN are left alone.
+    """
+    head = getattr(getattr(model, "proposal_generator", None), "rpn_head", None)
+    deltas = getattr(head, "anchor_deltas", None)
+    if deltas is not None:
+        with torch.no_grad():
+            deltas.weight.zero_()
+            deltas.bias.zero_()
+
+
 class _Runner:
     """One model with its optimizer and inputs; times one training step or one inference batch."""
 
@@ -82,6 +99,7 @@ class _Runner:
         self.settings = settings
         cfg = LazyConfig.apply_overrides(get_config(config), list(settings.overrides))
         self.model = instantiate(cfg.model).to(settings.device)
+        _zero_proposal_deltas(self.model)
         self.inputs = synthetic_batch(settings, _num_classes(self.model))
         # lr 0: the step does all of SGD's arithmetic but leaves the weights alone. Randomly initialised
         # R50 models (FrozenBN, no ImageNet weights offline) have losses in the thousands and would

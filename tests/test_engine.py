@@ -70,6 +70,27 @@ def test_benchmark_inputs_carry_the_requested_number_of_boxes():
     assert "1000 boxes per image" in format_table(result)
 
 
+def test_benchmark_two_stage_models_get_their_full_share_of_proposals():
+    """With zero RPN deltas the proposals are the anchors: the ROI heads see post_nms_topk proposals per
+    image (plus the ground truth), not the handful a random RPN's boxes leave; a RetinaNet is untouched."""
+    import torch
+    from detectron2.utils.events import EventStorage
+
+    from d2imbalance.benchmark import BenchmarkSettings, _Runner
+
+    settings = BenchmarkSettings(image_size=128, batch=1, boxes_per_image=3)
+    runner = _Runner("Baselines/faster_rcnn_shapes.py", settings)
+    deltas = runner.model.proposal_generator.rpn_head.anchor_deltas
+    assert not deltas.weight.any() and not deltas.bias.any()
+    runner.model.eval()
+    with torch.no_grad(), EventStorage():
+        images = runner.model.preprocess_image(runner.inputs)
+        proposals, _ = runner.model.proposal_generator(images, runner.model.backbone(images.tensor), None)
+    assert len(proposals[0]) == runner.model.proposal_generator.post_nms_topk[False] == 300
+    retinanet = _Runner("Baselines/retinanet_shapes.py", settings).model
+    assert retinanet.head.bbox_pred.weight.abs().sum() > 0
+
+
 def test_benchmark_overrides_reach_both_models():
     from d2imbalance.benchmark import BenchmarkSettings, _Runner
 
