@@ -170,6 +170,26 @@ def greedy_nms(boxes, losses, thresh):
     return kept
 
 
+def test_readonly_pass_in_chunks_gives_the_losses_of_one_pass_over_all_rois(monkeypatch):
+    """The readonly pass runs READONLY_CHUNK RoIs at a time per image: chunks of 1 and 5 (a boundary inside
+    image 1's 16 RoIs) give the losses of one box-head forward over all RoIs of both images."""
+    import ohem.roi_heads as ohem_heads
+    from detectron2.utils.events import EventStorage
+
+    model = heads()
+    feats = features(2)
+    with EventStorage():
+        proposals = model.label_and_sample_proposals(*two_images())
+    with torch.no_grad():
+        pooled = model.box_pooler([feats["p2"]], [p.proposal_boxes for p in proposals])
+        predictions = model.box_predictor(model.box_head(pooled))
+    one_pass = ohem_heads.per_roi_losses(model.box_predictor, predictions, proposals)
+    assert one_pass.numel() == sum(len(p) for p in proposals) == 16 + 7
+    for chunk in (1, 5, ohem_heads.READONLY_CHUNK):
+        monkeypatch.setattr(ohem_heads, "READONLY_CHUNK", chunk)
+        torch.testing.assert_close(model.readonly_losses(feats, proposals), one_pass)
+
+
 @pytest.mark.parametrize("budget", [3, 5])
 def test_losses_are_fast_rcnn_losses_on_an_independent_selection(budget):
     """Random heads on two images. Independently of ohem.selection: each RoI's loss is
@@ -249,7 +269,8 @@ def isolated_image(object_class):
 def test_gradients_reach_only_the_selected_rois():
     """Two images of 9 isolated RoIs (8 proposals and the object), 3 kept per image. The feature map's
     gradient is non-zero under each kept RoI and exactly zero under each of the 6 others; the box head
-    runs with gradient on the 6 kept RoIs only (its other run, the readonly pass, sees all 18 without)."""
+    runs with gradient on the 6 kept RoIs only (its other runs, the readonly pass, see all 18 without, 9
+    per image)."""
     model = heads()
     calls = []
     model.box_head.register_forward_hook(lambda m, inp, out: calls.append((inp[0].shape[0], torch.is_grad_enabled())))
@@ -257,7 +278,7 @@ def test_gradients_reach_only_the_selected_rois():
     proposals, targets = batch(isolated_image(0), isolated_image(1))
     selected, losses, _ = train_step(model, proposals, targets, feats)
     sum(losses.values()).backward()
-    assert calls == [(18, False), (6, True)]
+    assert calls == [(9, False), (9, False), (6, True)]
     grad = feats["p2"].grad.abs()
     for n, (props, target) in enumerate(zip(proposals, targets)):
         kept = set(boxes_of(selected[n]))
