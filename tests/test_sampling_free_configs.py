@@ -108,13 +108,16 @@ def test_shapes_config_trains_one_step_and_infers():
 # ------------------------------------------------------------------------------------------ Faster R-CNN
 
 PAPER_RPN = dict(prior_prob=None, guided_loss="paper")
-PAPER_ROI = dict(prior_prob=None, optimal_bias_init=True, guided_loss="paper", class_adaptive_threshold=True)
+PAPER_ROI = dict(prior_prob=None, optimal_bias_init=True, guided_loss="paper", class_adaptive_threshold=True,
+                 box_head_recompute_chunk=None)
 # name -> (baseline, RPN switches, ROI-heads switches, the predictor's test_score_thresh)
 FASTER_RCNN = {
     "faster_rcnn_sampling_free_R_50_FPN_1x.py": ("faster_rcnn_R_50_FPN_1x.py", PAPER_RPN, PAPER_ROI, 0.05),
     "faster_rcnn_sampling_free_official_R_50_FPN_1x.py": (
         "faster_rcnn_R_50_FPN_1x.py", dict(PAPER_RPN, guided_loss="official"),
         dict(PAPER_ROI, optimal_bias_init=False, guided_loss="official", class_adaptive_threshold=False), 1e-4),
+    "faster_rcnn_sampling_free_recompute_R_50_FPN_1x.py": (
+        "faster_rcnn_R_50_FPN_1x.py", PAPER_RPN, dict(PAPER_ROI, box_head_recompute_chunk=512), 0.05),
     "faster_rcnn_sampling_free_shapes.py": ("faster_rcnn_shapes.py", PAPER_RPN, PAPER_ROI, 0.05),
 }  # fmt: skip
 
@@ -138,6 +141,7 @@ def test_faster_rcnn_config_instantiates_with_its_switches(name):
         roi_switches["optimal_bias_init"], roi_switches["guided_loss"], roi_switches["class_adaptive_threshold"])
     assert heads.prior.item() == 0.0 and not heads.mask_on
     assert heads.box_predictor.test_score_thresh == thresh
+    assert heads.box_head_recompute_chunk == roi_switches["box_head_recompute_chunk"]
     shapes = "shapes" in name
     assert heads.num_classes == (4 if shapes else 80) and heads.proposal_counts.shape == (heads.num_classes + 1,)
     # The samplers' batch sizes stay as the loss normalisers.
@@ -177,6 +181,16 @@ def test_faster_rcnn_official_config_changes_only_its_switches():
     assert model == paper_model and plain(cfg.dataloader) == plain(paper.dataloader)
 
 
+def test_faster_rcnn_recompute_config_changes_only_the_chunk():
+    cfg = load(CONFIG_DIR / "faster_rcnn_sampling_free_recompute_R_50_FPN_1x.py")
+    paper = load(CONFIG_DIR / "faster_rcnn_sampling_free_R_50_FPN_1x.py")
+    model, paper_model = plain(cfg.model), plain(paper.model)
+    heads, paper_heads = model.pop("roi_heads"), paper_model.pop("roi_heads")
+    assert (heads.pop("box_head_recompute_chunk"), paper_heads.pop("box_head_recompute_chunk")) == (512, None)
+    assert heads == paper_heads and model == paper_model
+    assert plain(cfg.dataloader) == plain(paper.dataloader) and plain(cfg.optimizer) == plain(paper.optimizer)
+
+
 @pytest.mark.parametrize(
     "override,part,attr,value",
     [
@@ -186,6 +200,7 @@ def test_faster_rcnn_official_config_changes_only_its_switches():
         ("model.roi_heads.optimal_bias_init=false", "roi_heads", "optimal_bias_init", False),
         ("model.roi_heads.guided_loss=official", "roi_heads", "guided_loss", "official"),
         ("model.roi_heads.class_adaptive_threshold=false", "roi_heads", "class_adaptive_threshold", False),
+        ("model.roi_heads.box_head_recompute_chunk=512", "roi_heads", "box_head_recompute_chunk", 512),
     ],
 )
 def test_faster_rcnn_overrides_reach_the_model(override, part, attr, value):

@@ -353,11 +353,57 @@ def test_thresholds_without_statistics():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(guided_loss="focal"), dict(prior_prob=0.5), dict(prior_prob=0.1, optimal_bias_init=False)],
-)
+    [dict(guided_loss="focal"), dict(prior_prob=0.5), dict(prior_prob=0.1, optimal_bias_init=False),
+     dict(box_head_recompute_chunk=0), dict(box_head_recompute_chunk="512"),
+     dict(box_head_recompute_chunk=512, train_on_pred_boxes=True)],
+)  # fmt: skip
 def test_roi_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         roi_heads(**kwargs)
+
+
+def box_stage_step(**kwargs):
+    """One training forward and backward of the ROI heads (random predictor weights) on two images, the
+    first with the case's 4 proposals, the second with 3: (losses, bytes autograd saved in the forward,
+    the gradients of the box head, predictor and feature map)."""
+    from detectron2.structures import ImageList
+
+    model = roi_heads(**kwargs)
+    torch.nn.init.normal_(model.box_predictor.cls_score.weight, std=0.1)
+    torch.nn.init.normal_(model.box_predictor.bbox_pred.weight, std=0.1)
+    (p0,), (t0,) = proposals_and_targets()
+    (p1,), (t1,) = proposals_and_targets(objects=((Q1, 1),), boxes=(Q1, Q2, P45))
+    g = torch.Generator().manual_seed(1)
+    feats = {"p2": torch.rand(2, 8, SIZE[0] // 4, SIZE[1] // 4, generator=g).requires_grad_()}
+    images = ImageList(torch.zeros(2, 3, *SIZE), [SIZE] * 2)
+    saved = {}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() != feats["p2"].untyped_storage().data_ptr():
+            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        (_, losses), _ = storage_run(lambda: model(images, feats, [p0, p1], [t0, t1]))
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.box_head.parameters()] + [p.grad for p in model.box_predictor.parameters()]
+    return losses, sum(saved.values()), grads + [feats["p2"].grad]
+
+
+def test_box_head_recompute_same_losses_and_gradients_far_less_kept():
+    """box_head_recompute_chunk=2 cuts both images' RoIs (5 and 4 with the ground truth) into chunks:
+    the losses and every gradient are those of detectron2's single pass; the pooled 8 x 7 x 7 features of
+    the 9 RoIs are no longer kept for the backward pass."""
+    losses, plain_bytes, grads = box_stage_step()
+    r_losses, recomputed_bytes, r_grads = box_stage_step(box_head_recompute_chunk=2)
+    assert losses.keys() == r_losses.keys()
+    for k in losses:
+        torch.testing.assert_close(r_losses[k], losses[k])
+    for got, want in zip(r_grads, grads):
+        torch.testing.assert_close(got, want)
+    pooled = 9 * 8 * 7 * 7 * 4
+    assert plain_bytes >= pooled
+    assert recomputed_bytes < plain_bytes - pooled
 
 
 def test_declares_no_hyperparameters():

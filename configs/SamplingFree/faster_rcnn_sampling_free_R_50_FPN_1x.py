@@ -23,6 +23,9 @@ model.roi_heads.guided_loss = "paper"  # Eqs. 5-6: loss_cls = stopgrad(L_box / L
 # Eq. 7: theta_j = N_j / N from the labelled proposals of all training batches; the predictor's
 # test_score_thresh (the baseline's 0.05) is then only the fallback of an untrained model.
 model.roi_heads.class_adaptive_threshold = True
+# Not a method setting: an int (e.g. 512) recomputes the box head's activations in the backward pass,
+# chunk by chunk, for less memory and more time (faster_rcnn_sampling_free_recompute_R_50_FPN_1x.py).
+model.roi_heads.box_head_recompute_chunk = None
 
 train.trained_checkpoint = ""  # no published detectron2 weights for this model
 train.output_dir = "./output/faster_rcnn_sampling_free_R_50_FPN_1x"

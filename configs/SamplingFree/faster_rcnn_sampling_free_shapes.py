@@ -17,5 +17,8 @@ model.roi_heads.prior_prob = None  # Eq. 4 carried to the softmax
 model.roi_heads.optimal_bias_init = True
 model.roi_heads.guided_loss = "paper"  # Eqs. 5-6
 model.roi_heads.class_adaptive_threshold = True  # Eq. 7
+# Not a method setting: an int (e.g. 512) recomputes the box head's activations in the backward pass,
+# chunk by chunk, for less memory and more time (faster_rcnn_sampling_free_recompute_R_50_FPN_1x.py).
+model.roi_heads.box_head_recompute_chunk = None
 
 train.output_dir = "./output/faster_rcnn_sampling_free_shapes"

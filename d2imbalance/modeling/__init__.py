@@ -6,13 +6,15 @@ RefineDet320 / RefineDet512 (Zhang et al., CVPR 2018): :class:`.refinedet.Refine
 imbalance method; the projects subclass them, as they subclass :class:`.retinanet.FocalFreeRetinaNet`
 (detectron2's RetinaNet without its focal loss) for the methods that replace that loss.
 
-:mod:`.ssd_ops` (priors, matching, hard negative mining, loss, candidate selection) is pure torch and
-imports without detectron2; the modules are imported here only when detectron2 is installed.
+:mod:`.ssd_ops` (priors, matching, hard negative mining, loss, candidate selection) and
+:mod:`.proposal_labels` (the ROI heads' proposal labels, and the no-sampling rule) are pure torch and
+import without detectron2; the modules are imported here only when detectron2 is installed.
 Importing :mod:`.vgg` registers the ``torchvision-vgg16://`` checkpoint prefix with detectron2's
 PathManager, and :mod:`.darknet_weights` the ``darknet53://`` prefix (Darknet's ``.weights`` files).
 """
 from d2imbalance._compat import detectron2_available
 
+from .proposal_labels import label_all_proposals, proposal_class_labels
 from .ssd_ops import (
     hard_negative_mask,
     match_priors,
@@ -23,6 +25,8 @@ from .ssd_ops import (
 )
 
 __all__ = [
+    "label_all_proposals",
+    "proposal_class_labels",
     "hard_negative_mask",
     "match_priors",
     "multibox_loss",
@@ -57,11 +61,13 @@ if detectron2_available():
     from .fssd import FSSDVGG, FeatureFusion
     from .refinedet import ModuleTargets, RefineDet, RefineDetHead, RefineDetVGG, TransferConnectionBlock
     from .retinanet import FOCAL_LOSS_ARGUMENTS, FocalFreeRetinaNet
+    from .roi_box_features import box_head_features
     from .ssd import SSD, SSD_BOX_WEIGHTS, SSDAnchorGenerator, SSDHead
     from .vgg import L2Norm, SSDVGG, TorchvisionVGG16Handler, convert_torchvision_vgg16
     from .yolov3 import YOLOV3_ANCHOR_MASKS, YOLOV3_COCO_ANCHORS, YOLOTargets, YOLOv3, YOLOv3Head, shape_matched_anchors
 
     __all__ += [
+        "box_head_features",
         "FOCAL_LOSS_ARGUMENTS",
         "FocalFreeRetinaNet",
         "DARKNET53_STAGES",

@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 
 from d2imbalance._compat import require_detectron2
+from d2imbalance.modeling.proposal_labels import proposal_class_labels
 
 from .sampling import (
     BIN_RANGES,
@@ -145,13 +146,7 @@ class IoUBalancedROIHeads(StandardROIHeads):
         assert self._pending_ious, "_sample_proposals runs inside label_and_sample_proposals, after the matcher"
         ious = self._pending_ious.pop(0)
         assert ious.shape == matched_idxs.shape, (tuple(ious.shape), tuple(matched_idxs.shape))
-        # Classification labels as ROIHeads._sample_proposals sets them.
-        if gt_classes.numel() > 0:
-            labels = gt_classes[matched_idxs]
-            labels[matched_labels == 0] = self.num_classes
-            labels[matched_labels == -1] = -1
-        else:
-            labels = torch.full_like(matched_idxs, self.num_classes)
+        labels = proposal_class_labels(matched_idxs, matched_labels, gt_classes, self.num_classes)
         options = dict(num_bins=self.num_bins, iou_high=self.iou_high, floor_thr=self.floor_thr)
         pos_idx, neg_idx = subsample_labels_iou_balanced(
             labels, ious, self.batch_size_per_image, self.positive_fraction, self.num_classes,

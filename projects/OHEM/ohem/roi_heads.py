@@ -6,6 +6,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from d2imbalance._compat import require_detectron2
+from d2imbalance.modeling.proposal_labels import label_all_proposals
 
 from .selection import (
     HYPERPARAMETERS,
@@ -17,6 +18,7 @@ from .selection import (
 )
 
 require_detectron2("ohem.roi_heads")
+from d2imbalance.modeling.roi_box_features import box_head_features  # noqa: E402
 from detectron2.config import configurable  # noqa: E402
 from detectron2.layers import cat, ciou_loss, diou_loss, nonzero_tuple  # noqa: E402
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads  # noqa: E402
@@ -182,14 +184,7 @@ class OHEMROIHeads(StandardROIHeads):
             (S,) indices of the proposals and (S,) their labels in [0, num_classes] (num_classes:
             background).
         """
-        if gt_classes.numel() > 0:
-            labels = gt_classes[matched_idxs]
-            labels[matched_labels == 0] = self.num_classes
-            labels[matched_labels == -1] = -1
-        else:
-            labels = torch.full_like(matched_idxs, self.num_classes)
-        keep = nonzero_tuple(labels != -1)[0]
-        return keep, labels[keep]
+        return label_all_proposals(matched_idxs, matched_labels, gt_classes, self.num_classes)
 
     @torch.no_grad()
     def readonly_losses(self, features: Dict[str, Tensor], proposals: List[Instances]) -> Tensor:
@@ -200,22 +195,19 @@ class OHEMROIHeads(StandardROIHeads):
         dropout layers are in train mode too). detectron2's FPN box head has no dropout nor batch norm; a
         box head with BatchNorm would update its running statistics here as well.
 
-        The RoIs go through in chunks of ``READONLY_CHUNK`` per image (the box head treats each RoI on its
-        own, so the losses are those of one pass over all), which bounds the pass's memory.
+        The pooler and box head take the RoIs in chunks of ``READONLY_CHUNK`` per image
+        (:func:`d2imbalance.modeling.roi_box_features.box_head_features`: the losses are those of one pass
+        over all), which bounds the pass's memory.
 
         Returns:
             (R,) the losses of the RoIs of all images, in the order of ``proposals``.
         """
         feature_maps = [features[f] for f in self.box_in_features]
-        with_box = self.selection_loss == "cls_box"
-        losses = [feature_maps[0].new_zeros(0)]
-        for i, props in enumerate(proposals):
-            image_maps = [x[i : i + 1] for x in feature_maps]
-            for start in range(0, len(props), READONLY_CHUNK):
-                part = props[start : start + READONLY_CHUNK]
-                predictions = self.box_predictor(self.box_head(self.box_pooler(image_maps, [part.proposal_boxes])))
-                losses.append(per_roi_losses(self.box_predictor, predictions, [part], with_box=with_box))
-        return torch.cat(losses)
+        box_features = box_head_features(
+            self.box_pooler, self.box_head, feature_maps, [p.proposal_boxes for p in proposals], READONLY_CHUNK
+        )
+        predictions = self.box_predictor(box_features)
+        return per_roi_losses(self.box_predictor, predictions, proposals, with_box=self.selection_loss == "cls_box")
 
     @torch.no_grad()
     def select_hard_proposals(self, features: Dict[str, Tensor], proposals: List[Instances]) -> List[Instances]:

@@ -66,6 +66,7 @@ __all__ = [
     "GUIDED_LOSS_MODES",
     "optimal_prior",
     "prior_to_bias",
+    "set_sigmoid_prior",
     "initial_classification_loss",
     "guided_ratio",
     "guided_classification_loss",
@@ -119,6 +120,21 @@ def prior_to_bias(prior: float) -> float:
     if not 0.0 < prior < 1.0:
         raise ValueError(f"prior={prior} must be in (0, 1); it is the initial sigmoid score.")
     return -math.log((1.0 - prior) / prior)
+
+
+@torch.no_grad()
+def set_sigmoid_prior(bias: Tensor, prior_buffer: Tensor, prior: float) -> Tensor:
+    """Eq. 4 applied to a layer: fill ``bias`` with :func:`prior_to_bias` (pi) and ``prior_buffer`` with pi,
+    in place.
+
+    Returns:
+        the change of the bias (its shape): a batch whose logits were computed with the old bias is
+        shifted by it, so the first batch already sees the new initialisation.
+    """
+    old = bias.clone()
+    bias.fill_(prior_to_bias(prior))
+    prior_buffer.fill_(prior)
+    return bias - old
 
 
 def initial_classification_loss(prior: float, num_foreground: float, num_samples: float, num_classes: int) -> float:

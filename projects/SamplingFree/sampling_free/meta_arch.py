@@ -16,6 +16,7 @@ from .core import (
     guided_classification_loss,
     optimal_prior,
     prior_to_bias,
+    set_sigmoid_prior,
 )
 
 require_detectron2("sampling_free.meta_arch")
@@ -94,16 +95,7 @@ class RetinaNetSamplingFree(FocalFreeRetinaNet):
         self.register_buffer("anchor_counts", torch.zeros(self.num_classes + 1, dtype=torch.long))
         self._warned_no_statistics = False
         if prior_prob is not None:
-            self._set_prior(prior_prob)
-
-    @torch.no_grad()
-    def _set_prior(self, prior: float) -> Tensor:
-        """Set every class bias to -log((1 - pi) / pi); return the change of the bias, (A * K,)."""
-        bias = self.head.cls_score.bias
-        old = bias.clone()
-        bias.fill_(prior_to_bias(prior))
-        self.prior.fill_(prior)
-        return bias - old
+            set_sigmoid_prior(self.head.cls_score.bias, self.prior, prior_prob)
 
     def _count_anchors(self, gt_labels: Tensor) -> Tensor:
         """(K + 1,) counts of the batch's valid anchors by label, summed over GPUs."""
@@ -139,7 +131,8 @@ class RetinaNetSamplingFree(FocalFreeRetinaNet):
         storage = get_event_storage()
         if prior <= 0 and n_pos > 0:
             prior = optimal_prior(n_pos, n_valid, self.num_classes)
-            pred_logits = self._shift_logits(pred_logits, self._set_prior(prior))
+            delta = set_sigmoid_prior(self.head.cls_score.bias, self.prior, prior)  # (A * K,)
+            pred_logits = self._shift_logits(pred_logits, delta)
             storage.put_scalar("sampling_free/prior", prior, smoothing_hint=False)
             logger.info(f"Sampling-Free: pi = N_f / (N * C) = {n_pos:.0f} / ({n_valid:.0f} * {self.num_classes}) "
                         f"= {prior:.3g} on the first batch; class bias set to {prior_to_bias(prior):.4f}.")

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from d2imbalance._compat import require_detectron2
+from d2imbalance.modeling.proposal_labels import label_all_proposals
 
 from .core import (
     GUIDED_LOSS_MODES,
@@ -19,10 +20,9 @@ from .core import (
 )
 
 require_detectron2("sampling_free.roi_heads")
+from d2imbalance.modeling.roi_box_features import box_head_features  # noqa: E402
 from detectron2.config import configurable  # noqa: E402
-from detectron2.layers import nonzero_tuple  # noqa: E402
 from detectron2.modeling import StandardROIHeads  # noqa: E402
-from detectron2.modeling.roi_heads.fast_rcnn import fast_rcnn_inference  # noqa: E402
 from detectron2.structures import Instances  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.events import get_event_storage  # noqa: E402
@@ -65,6 +65,7 @@ class SamplingFreeROIHeads(StandardROIHeads):
         optimal_bias_init: bool = True,
         guided_loss: str = "paper",
         class_adaptive_threshold: bool = True,
+        box_head_recompute_chunk: Optional[int] = None,
         **kwargs,
     ):
         """
@@ -78,6 +79,13 @@ class SamplingFreeROIHeads(StandardROIHeads):
                 :data:`sampling_free.core.OFFICIAL_RCNN_CLS_SCALE`) or "off" (plain L_cls, ablation).
             class_adaptive_threshold: True: the thresholds of Eq. 7 at inference; False: the predictor's
                 ``test_score_thresh`` for every class (the authors' code: 1e-4).
+            box_head_recompute_chunk: None: detectron2's box stage, which keeps the activations of every
+                RoI for the backward pass (~57 KB each for the FPN head, and there are ~2x the sampled
+                baseline's RoIs). An int: in training, the pooler and box head run in chunks of that many
+                RoIs per image and their activations are recomputed in the backward pass, one chunk at a
+                time (:func:`d2imbalance.modeling.roi_box_features.box_head_features`): same losses and
+                gradients, the memory of one chunk, a second forward of the box head. Not a method
+                setting; a memory / time trade-off.
             kwargs: :class:`StandardROIHeads` arguments. ``batch_size_per_image`` is only the loss
                 normaliser; ``positive_fraction`` is unused. The predictor must be a softmax
                 FastRCNNOutputLayers (``cls_score`` with C + 1 outputs).
@@ -100,6 +108,18 @@ class SamplingFreeROIHeads(StandardROIHeads):
         self.optimal_bias_init = optimal_bias_init
         self.guided_loss = guided_loss
         self.class_adaptive_threshold = class_adaptive_threshold
+        if box_head_recompute_chunk is not None:
+            if not isinstance(box_head_recompute_chunk, int) or box_head_recompute_chunk < 1:
+                raise ValueError(
+                    f"box_head_recompute_chunk={box_head_recompute_chunk!r} must be a positive int (RoIs per "
+                    "chunk, e.g. 512) or None (no recomputation)."
+                )
+            if self.train_on_pred_boxes:
+                raise ValueError(
+                    "box_head_recompute_chunk is set with train_on_pred_boxes=True, which it does not support; "
+                    "set one of them to its default (None / False)."
+                )
+        self.box_head_recompute_chunk = box_head_recompute_chunk
         # pi behind the current foreground biases; 0 = not initialised (yet, or ever: optimal_bias_init=False).
         self.register_buffer("prior", torch.zeros(()))
         # Labelled proposals of all training batches, by label: [N_0, ..., N_{C-1}, background].
@@ -128,14 +148,7 @@ class SamplingFreeROIHeads(StandardROIHeads):
         Returns:
             (S,) proposal indices and (S,) labels in [0, C] (C: background).
         """
-        if gt_classes.numel() > 0:
-            labels = gt_classes[matched_idxs]
-            labels[matched_labels == 0] = self.num_classes
-            labels[matched_labels == -1] = -1
-        else:
-            labels = torch.full_like(matched_idxs, self.num_classes)
-        keep = nonzero_tuple(labels >= 0)[0]
-        return keep, labels[keep]
+        return label_all_proposals(matched_idxs, matched_labels, gt_classes, self.num_classes)
 
     @torch.no_grad()
     def label_and_sample_proposals(self, proposals: List[Instances], targets: List[Instances]) -> List[Instances]:
@@ -163,24 +176,25 @@ class SamplingFreeROIHeads(StandardROIHeads):
         return proposals
 
     def _forward_box(self, features: Dict[str, Tensor], proposals: List[Instances]):
-        """Training: detectron2's box losses, renormalised and guided (class docstring). Inference: the
-        per-class thresholds of Eq. 7 in :func:`fast_rcnn_inference`."""
-        thresholds = None if self.training else self.score_thresholds()
-        if self.training or isinstance(thresholds, float):
-            out = super()._forward_box(features, proposals)
-            return self._sampling_free_losses(out, proposals) if self.training else out
-        feats = [features[f] for f in self.box_in_features]
-        predictions = self.box_predictor(self.box_head(self.box_pooler(feats, [x.proposal_boxes for x in proposals])))
-        predictor = self.box_predictor
-        instances, _ = fast_rcnn_inference(
-            predictor.predict_boxes(predictions, proposals),
-            predictor.predict_probs(predictions, proposals),
-            [x.image_size for x in proposals],
-            thresholds,  # (C,): broadcasts over the (R, C) foreground scores
-            predictor.test_nms_thresh,
-            predictor.test_topk_per_image,
-        )
-        return instances
+        """Training: detectron2's box losses, renormalised and guided (class docstring). Inference:
+        detectron2's, with the predictor's score threshold replaced by the (C,) thresholds of Eq. 7, which
+        :func:`fast_rcnn_inference` broadcasts over the (R, C) foreground scores."""
+        if self.training:
+            if self.box_head_recompute_chunk is None:
+                losses = super()._forward_box(features, proposals)
+            else:
+                box_features = box_head_features(
+                    self.box_pooler, self.box_head, [features[f] for f in self.box_in_features],
+                    [p.proposal_boxes for p in proposals], self.box_head_recompute_chunk, recompute=True,
+                )  # fmt: skip
+                losses = self.box_predictor.losses(self.box_predictor(box_features), proposals)
+            return self._sampling_free_losses(losses, proposals)
+        predictor, fixed = self.box_predictor, self.box_predictor.test_score_thresh
+        predictor.test_score_thresh = self.score_thresholds()
+        try:
+            return super()._forward_box(features, proposals)
+        finally:
+            predictor.test_score_thresh = fixed
 
     def _sampling_free_losses(self, losses: Dict[str, Tensor], proposals: List[Instances]) -> Dict[str, Tensor]:
         """detectron2's {"loss_cls", "loss_box_reg"}, each divided by the R labelled RoIs, rescaled to

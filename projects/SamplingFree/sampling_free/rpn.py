@@ -8,7 +8,14 @@ from torch import Tensor
 
 from d2imbalance._compat import require_detectron2
 
-from .core import GUIDED_LOSS_MODES, HYPERPARAMETERS, optimal_prior, prior_to_bias, stage_guided_loss
+from .core import (
+    GUIDED_LOSS_MODES,
+    HYPERPARAMETERS,
+    optimal_prior,
+    prior_to_bias,
+    set_sigmoid_prior,
+    stage_guided_loss,
+)
 
 require_detectron2("sampling_free.rpn")
 from detectron2.config import configurable  # noqa: E402
@@ -67,16 +74,7 @@ class SamplingFreeRPN(RPN):
         # pi behind the current objectness bias; 0 = not initialised yet.
         self.register_buffer("prior", torch.zeros(()))
         if prior_prob is not None:
-            self._set_prior(prior_prob)
-
-    @torch.no_grad()
-    def _set_prior(self, prior: float) -> Tensor:
-        """Set the objectness bias, (A,), to -log((1 - pi) / pi); return its change."""
-        bias = self.rpn_head.objectness_logits.bias
-        old = bias.clone()
-        bias.fill_(prior_to_bias(prior))
-        self.prior.fill_(prior)
-        return bias - old
+            set_sigmoid_prior(self.rpn_head.objectness_logits.bias, self.prior, prior_prob)
 
     def _subsample_labels(self, label: Tensor) -> Tensor:
         """No sampling: every anchor keeps its matcher label."""
@@ -107,7 +105,7 @@ class SamplingFreeRPN(RPN):
         storage = get_event_storage()
         if prior <= 0 and n_f > 0:
             prior = optimal_prior(n_f, n, 1)
-            delta = self._set_prior(prior)  # (A,)
+            delta = set_sigmoid_prior(self.rpn_head.objectness_logits.bias, self.prior, prior)  # (A,)
             a = delta.numel()
             pred_objectness_logits = [
                 (x.view(x.shape[0], -1, a) + delta.to(x.dtype)).view_as(x) for x in pred_objectness_logits
