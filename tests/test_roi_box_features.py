@@ -89,6 +89,18 @@ def test_recompute_keeps_nothing_but_views_of_the_inputs_for_the_backward_pass()
     assert recomputed == 0
 
 
+def test_recompute_supports_autograd_grad():
+    """torch.autograd.grad (e.g. a gradient penalty, or a tool that asks for input gradients) works through
+    the recomputed chunks, as through the plain pass (a reentrant checkpoint would refuse it)."""
+    from d2imbalance.modeling.roi_box_features import box_head_features
+
+    pooler, head = pooler_and_head()
+    maps, boxes = inputs()
+    (want,) = torch.autograd.grad(box_head_features(pooler, head, maps, boxes).sum(), maps)
+    (got,) = torch.autograd.grad(box_head_features(pooler, head, maps, boxes, chunk_size=3, recompute=True).sum(), maps)
+    torch.testing.assert_close(got, want)
+
+
 def test_without_gradient_recompute_runs_plainly():
     from d2imbalance.modeling.roi_box_features import box_head_features
 

@@ -390,12 +390,13 @@ def box_stage_step(**kwargs):
     return losses, sum(saved.values()), grads + [feats["p2"].grad]
 
 
-def test_box_head_recompute_same_losses_and_gradients_far_less_kept():
-    """box_head_recompute_chunk=2 cuts both images' RoIs (5 and 4 with the ground truth) into chunks:
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_box_head_recompute_same_losses_and_gradients_far_less_kept(chunk):
+    """box_head_recompute_chunk=1 or 2 cuts both images' RoIs (5 and 4 with the ground truth) into chunks:
     the losses and every gradient are those of detectron2's single pass; the pooled 8 x 7 x 7 features of
     the 9 RoIs are no longer kept for the backward pass."""
     losses, plain_bytes, grads = box_stage_step()
-    r_losses, recomputed_bytes, r_grads = box_stage_step(box_head_recompute_chunk=2)
+    r_losses, recomputed_bytes, r_grads = box_stage_step(box_head_recompute_chunk=chunk)
     assert losses.keys() == r_losses.keys()
     for k in losses:
         torch.testing.assert_close(r_losses[k], losses[k])
