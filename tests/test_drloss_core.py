@@ -7,7 +7,9 @@ import torch
 
 from drloss.dr_loss import (
     DEFAULT_NEG_LAMBDA,
+    DR_OPTIONS,
     HYPERPARAMETERS,
+    DRLossSettings,
     check_dr_options,
     dr_loss,
     dr_statistics,
@@ -356,6 +358,24 @@ def test_declared_hyperparameters_are_the_loss_defaults():
     assert (defaults["cls_loss_weight"], defaults["scope"], defaults["class_grouping"]) == (4.0, "image", "pooled")
     check_dr_options(pos_lambda=1.0, neg_lambda=0.1, margin=0.0, logistic_scale=1.0, cls_loss_weight=1.0,
                      scope="batch", class_grouping="per_class")
+
+
+def test_dr_options_are_the_settings_of_the_loss():
+    """Every keyword of dr_loss after (probs, labels); sigmoid_dr_loss passes its **kwargs on to it."""
+    assert set(DR_OPTIONS) == set(list(inspect.signature(dr_loss).parameters)[2:])
+
+
+def test_dr_loss_settings_store_check_and_give_back_every_option():
+    options = dict(pos_lambda=2.0, neg_lambda=0.3, margin=0.1, logistic_scale=5.0, cls_loss_weight=3.0,
+                   scope="batch", class_grouping="per_class")
+    holder = DRLossSettings()
+    holder.set_dr_options(**options)
+    assert (holder.pos_lambda, holder.scope, holder.class_grouping) == (2.0, "batch", "per_class")
+    assert holder.dr_options() == options
+    with pytest.raises(ValueError, match="margin=-1"):
+        DRLossSettings().set_dr_options(**{**options, "margin": -1})
+    with pytest.raises(TypeError, match="set_dr_options takes exactly"):
+        DRLossSettings().set_dr_options(**{k: v for k, v in options.items() if k != "scope"})
 
 
 # Mutation survivors, explained (python ../shared/tools/mutate.py --tests tests/test_drloss_core.py

@@ -53,7 +53,9 @@ __all__ = [
     "DEFAULT_NEG_LAMBDA",
     "HYPERPARAMETERS",
     "SCOPES",
+    "DR_OPTIONS",
     "DRLossOutput",
+    "DRLossSettings",
     "check_dr_options",
     "dr_loss",
     "dr_statistics",
@@ -123,6 +125,27 @@ def check_dr_options(
         raise ValueError(f"scope={scope!r} is not one of {SCOPES}: 'image' (the paper) or 'batch' (the authors' code).")
     if class_grouping not in CLASS_GROUPINGS:
         raise ValueError(f"class_grouping={class_grouping!r} is not one of {CLASS_GROUPINGS}.")
+
+
+#: The keyword arguments of :func:`dr_loss` / :func:`sigmoid_dr_loss` that a detector sets from its config.
+DR_OPTIONS = ("pos_lambda", "neg_lambda", "margin", "logistic_scale", "cls_loss_weight", "scope", "class_grouping")
+
+
+class DRLossSettings:
+    """Mixin of the detectors trained with the DR loss: its settings as attributes of the model (so that
+    configs, overrides and the hyper-parameter declarations read them by name), checked once."""
+
+    def set_dr_options(self, **options) -> None:
+        """Check (:func:`check_dr_options`) and store every one of :data:`DR_OPTIONS`."""
+        if set(options) != set(DR_OPTIONS):
+            raise TypeError(f"set_dr_options takes exactly {DR_OPTIONS}, got {tuple(options)}.")
+        check_dr_options(**options)
+        for name, value in options.items():
+            setattr(self, name, value)
+
+    def dr_options(self) -> Dict[str, object]:
+        """The stored settings, as keyword arguments of :func:`dr_loss`."""
+        return {name: getattr(self, name) for name in DR_OPTIONS}
 
 
 def smoothed_logistic(z: Tensor, scale: float) -> Tensor:

@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 from d2imbalance._compat import require_detectron2
 from d2imbalance.analysis.hyperparameters import ROI_HEADS_SAMPLING, Hyperparameter
 
-from .dr_loss import DEFAULT_NEG_LAMBDA, HYPERPARAMETERS, check_dr_options, dr_loss, dr_statistics
+from .dr_loss import DEFAULT_NEG_LAMBDA, HYPERPARAMETERS, DRLossSettings, dr_loss, dr_statistics
 
 require_detectron2("drloss.faster_rcnn")
 from detectron2.config import configurable  # noqa: E402
@@ -31,7 +31,7 @@ from detectron2.utils.events import get_event_storage  # noqa: E402
 __all__ = ["DRFastRCNNOutputLayers", "DRROIHeads"]
 
 
-class DRFastRCNNOutputLayers(FastRCNNOutputLayers):
+class DRFastRCNNOutputLayers(DRLossSettings, FastRCNNOutputLayers):
     """FastRCNNOutputLayers whose classification loss is the DR loss over sigmoid class scores.
 
     ``loss_cls`` = ``loss_weight["loss_cls"]`` · :func:`dr_loss` (τ · mean over images of one ranking
@@ -78,17 +78,10 @@ class DRFastRCNNOutputLayers(FastRCNNOutputLayers):
         if kwargs.get("use_fed_loss", False):
             raise ValueError("use_fed_loss=True: the DR loss ranks every class of every RoI; set use_fed_loss=False.")
         super().__init__(input_shape, use_sigmoid_ce=True, **kwargs)
-        check_dr_options(
+        self.set_dr_options(
             pos_lambda=pos_lambda, neg_lambda=neg_lambda, margin=margin, logistic_scale=logistic_scale,
             cls_loss_weight=cls_loss_weight, scope=scope, class_grouping=class_grouping,
         )  # fmt: skip
-        self.pos_lambda = pos_lambda
-        self.neg_lambda = neg_lambda
-        self.margin = margin
-        self.logistic_scale = logistic_scale
-        self.cls_loss_weight = cls_loss_weight
-        self.scope = scope
-        self.class_grouping = class_grouping
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -108,11 +101,7 @@ class DRFastRCNNOutputLayers(FastRCNNOutputLayers):
         counts = [len(p) for p in proposals]
         probs = pad_sequence(torch.sigmoid(scores[:, : self.num_classes]).split(counts), batch_first=True)
         labels = pad_sequence([p.gt_classes for p in proposals], batch_first=True, padding_value=-1)
-        return dr_loss(
-            probs, labels, pos_lambda=self.pos_lambda, neg_lambda=self.neg_lambda, margin=self.margin,
-            logistic_scale=self.logistic_scale, cls_loss_weight=self.cls_loss_weight, scope=self.scope,
-            class_grouping=self.class_grouping,
-        )  # fmt: skip
+        return dr_loss(probs, labels, **self.dr_options())
 
     def losses(self, predictions: Tuple[Tensor, Tensor], proposals: List[Instances]) -> Dict[str, Tensor]:
         """

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from d2imbalance._compat import require_detectron2
 
-from .dr_loss import DEFAULT_NEG_LAMBDA, HYPERPARAMETERS, check_dr_options, dr_statistics, sigmoid_dr_loss
+from .dr_loss import DEFAULT_NEG_LAMBDA, HYPERPARAMETERS, DRLossSettings, dr_statistics, sigmoid_dr_loss
 
 require_detectron2("drloss.meta_arch")
 from detectron2.layers import cat  # noqa: E402
@@ -17,7 +17,7 @@ from d2imbalance.modeling.retinanet import FocalFreeRetinaNet  # noqa: E402
 __all__ = ["RetinaNetDRLoss"]
 
 
-class RetinaNetDRLoss(FocalFreeRetinaNet):
+class RetinaNetDRLoss(DRLossSettings, FocalFreeRetinaNet):
     """RetinaNet whose classification loss is the distributional ranking loss.
 
     Training: ``loss_cls`` is :func:`drloss.dr_loss.sigmoid_dr_loss` of the sigmoid class scores of
@@ -58,17 +58,10 @@ class RetinaNetDRLoss(FocalFreeRetinaNet):
                 (there is no focal loss; :class:`FocalFreeRetinaNet` refuses them).
         """
         super().__init__(**kwargs)
-        check_dr_options(
+        self.set_dr_options(
             pos_lambda=pos_lambda, neg_lambda=neg_lambda, margin=margin, logistic_scale=logistic_scale,
             cls_loss_weight=cls_loss_weight, scope=scope, class_grouping=class_grouping,
         )
-        self.pos_lambda = pos_lambda
-        self.neg_lambda = neg_lambda
-        self.margin = margin
-        self.logistic_scale = logistic_scale
-        self.cls_loss_weight = cls_loss_weight
-        self.scope = scope
-        self.class_grouping = class_grouping
 
     def losses(
         self,
@@ -95,17 +88,7 @@ class RetinaNetDRLoss(FocalFreeRetinaNet):
         storage.put_scalar("num_pos_anchors", num_pos_anchors / num_images)
         normalizer = self._ema_update("loss_normalizer", max(num_pos_anchors, 1), 100)
 
-        dr = sigmoid_dr_loss(
-            cat(pred_logits, dim=1),
-            gt_labels,
-            pos_lambda=self.pos_lambda,
-            neg_lambda=self.neg_lambda,
-            margin=self.margin,
-            logistic_scale=self.logistic_scale,
-            cls_loss_weight=self.cls_loss_weight,
-            scope=self.scope,
-            class_grouping=self.class_grouping,
-        )
+        dr = sigmoid_dr_loss(cat(pred_logits, dim=1), gt_labels, **self.dr_options())
         for name, value in dr_statistics(dr).items():
             storage.put_scalar(f"drloss/{name}", value)
 
