@@ -42,3 +42,33 @@ def train_on_shapes_mini(config, output_dir, iterations=2):
     steps = [r for r in rows if "total_loss" in r]
     assert [r["iteration"] for r in steps] == list(range(iterations))
     return rows, steps
+
+
+def assert_recipe_changes_only(cfg, base, changes):
+    """Assert that ``cfg`` is ``base``'s recipe with only the named model keys changed: the contract of a
+    method config against its baseline.
+
+    ``dataloader``, ``optimizer``, ``lr_multiplier`` and ``train`` (but its ``output_dir`` and
+    ``trained_checkpoint``) must be equal. ``changes`` maps a dotted path of a model node ("" for the model
+    itself, "roi_heads", "roi_heads.box_predictor") to the keys that node may set, change or drop; each must
+    be a key of the node or of the baseline's node, and a listed ``_target_`` must name another class. Every
+    other key of the model, at any depth, must be the baseline's.
+    """
+    for key in ("dataloader", "optimizer", "lr_multiplier"):
+        assert plain(cfg[key]) == plain(base[key]), key
+    train, base_train = plain(cfg.train), plain(base.train)
+    for key in ("output_dir", "trained_checkpoint"):
+        train.pop(key, None), base_train.pop(key, None)
+    assert train == base_train
+    model, base_model = plain(cfg.model), plain(base.model)
+    for path, keys in changes.items():
+        node, base_node = model, base_model
+        for part in filter(None, path.split(".")):
+            node, base_node = node[part], base_node[part]
+        unknown = set(keys) - set(node) - set(base_node)
+        assert not unknown, f"{path or 'model'}: {sorted(unknown)} is in neither config"
+        if "_target_" in keys:
+            assert node["_target_"] != base_node["_target_"], f"{path or 'model'}._target_ is the baseline's"
+        for key in keys:
+            node.pop(key, None), base_node.pop(key, None)
+    assert model == base_model
