@@ -354,13 +354,47 @@ def test_polynomial_burn_in():
             PolynomialBurnIn(ConstantParamScheduler(1.0), burn_in=0.1, power=power)
 
 
+def test_polynomial_burn_in_counted_in_iterations():
+    """burn_in=100 iterations of a 400-iteration run is the fraction 0.25; of a 50-iteration run, longer
+    than the run, so the whole run ramps."""
+    from fvcore.common.param_scheduler import ConstantParamScheduler
+
+    from d2imbalance.schedules import PolynomialBurnIn
+
+    schedule = PolynomialBurnIn(ConstantParamScheduler(0.5), burn_in=100, power=4, max_iter=400)
+    assert schedule(50 / 400) == pytest.approx(0.5 / 16)
+    assert schedule(100 / 400) == schedule(0.9) == 0.5
+    short = PolynomialBurnIn(ConstantParamScheduler(0.5), burn_in=100, power=4, max_iter=50)
+    assert short(25 / 50) == pytest.approx(0.5 * (25 / 100) ** 4)
+    for kwargs, match in ((dict(burn_in=0, max_iter=10), "burn_in=0"), (dict(burn_in=10, max_iter=0), "max_iter=0")):
+        with pytest.raises(ValueError, match=match):
+            PolynomialBurnIn(ConstantParamScheduler(1.0), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "config, burn_in", [("Baselines/yolov3_darknet53_608.py", 1000), ("Baselines/yolov3_shapes.py", 100)]
+)
+def test_yolov3_burn_in_keeps_its_iterations_when_max_iter_is_overridden(config, burn_in):
+    from detectron2.config import instantiate
+
+    from d2imbalance import get_config
+    from d2imbalance.overrides import apply_overrides
+
+    for max_iter in (300, 5000):
+        cfg = apply_overrides(get_config(config), [f"train.max_iter={max_iter}"])
+        assert instantiate(cfg.lr_multiplier).burn_in_fraction == pytest.approx(burn_in / max_iter)
+
+
 def test_yolov3_configs_follow_yolov3_cfg():
+    from detectron2.config import instantiate
+
     from d2imbalance import get_config
 
     cfg = get_config("Baselines/yolov3_darknet53_608.py")
     assert cfg.model.ignore_thresh == 0.7 and cfg.model.test_score_thresh == 0.005 and cfg.model.test_nms_thresh == 0.45
     assert cfg.dataloader.train.total_batch_size == 64 and cfg.optimizer.lr == 1e-3 and cfg.optimizer.weight_decay == 5e-4
-    assert cfg.lr_multiplier.burn_in * 500200 == pytest.approx(1000) and cfg.train.max_iter == 500200
+    assert cfg.train.max_iter == 500200
+    assert instantiate(cfg.lr_multiplier).burn_in_fraction * 500200 == pytest.approx(1000)
     assert list(cfg.model.multiscale.sizes) == list(range(320, 609, 32)) and cfg.model.multiscale.period == 10
     small = get_config("Baselines/yolov3_darknet53_320.py")
     assert small.model.input_size == 320 and small.dataloader.test.mapper.augmentations[0].max_size == 320

@@ -38,6 +38,7 @@ lr_multiplier_yolov3 = L(PolynomialBurnIn)(
     scheduler=L(MultiStepParamScheduler)(
         values=[1.0, 0.1, 0.01], milestones=[400000, 450000], num_updates=500200
     ),
-    burn_in=1000 / 500200,
+    burn_in=1000,  # iterations, whatever train.max_iter is
     power=4.0,
+    max_iter="${train.max_iter}",
 )
