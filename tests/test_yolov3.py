@@ -366,6 +366,8 @@ def test_polynomial_burn_in_counted_in_iterations():
     assert schedule(100 / 400) == schedule(0.9) == 0.5
     short = PolynomialBurnIn(ConstantParamScheduler(0.5), burn_in=100, power=4, max_iter=50)
     assert short(25 / 50) == pytest.approx(0.5 * (25 / 100) ** 4)
+    one = PolynomialBurnIn(ConstantParamScheduler(0.5), burn_in=1, max_iter=1)  # the smallest valid lengths
+    assert one(0.5) == pytest.approx(0.5 / 16)  # Darknet's default power, 4
     for kwargs, match in ((dict(burn_in=0, max_iter=10), "burn_in=0"), (dict(burn_in=10, max_iter=0), "max_iter=0")):
         with pytest.raises(ValueError, match=match):
             PolynomialBurnIn(ConstantParamScheduler(1.0), **kwargs)
