@@ -108,17 +108,19 @@ def test_shapes_config_trains_one_step_and_infers():
 # ------------------------------------------------------------------------------------------ Faster R-CNN
 
 PAPER_RPN = dict(prior_prob=None, guided_loss="paper")
-PAPER_ROI = dict(prior_prob=None, optimal_bias_init=True, guided_loss="paper", class_adaptive_threshold=True,
-                 box_head_recompute_chunk=None)
-# name -> (baseline, RPN switches, ROI-heads switches, the predictor's test_score_thresh)
+PAPER_ROI = dict(box_head_recompute_chunk=None)
+PAPER_PREDICTOR = dict(loss_rois_per_image="${..batch_size_per_image}", prior_prob=None, optimal_bias_init=True,
+                       guided_loss="paper", class_adaptive_threshold=True)
+# name -> (baseline, RPN switches, ROI-heads switches, predictor switches, the predictor's test_score_thresh)
 FASTER_RCNN = {
-    "faster_rcnn_sampling_free_R_50_FPN_1x.py": ("faster_rcnn_R_50_FPN_1x.py", PAPER_RPN, PAPER_ROI, 0.05),
+    "faster_rcnn_sampling_free_R_50_FPN_1x.py": ("faster_rcnn_R_50_FPN_1x.py", PAPER_RPN, PAPER_ROI, PAPER_PREDICTOR,
+                                                 0.05),
     "faster_rcnn_sampling_free_official_R_50_FPN_1x.py": (
-        "faster_rcnn_R_50_FPN_1x.py", dict(PAPER_RPN, guided_loss="official"),
-        dict(PAPER_ROI, optimal_bias_init=False, guided_loss="official", class_adaptive_threshold=False), 1e-4),
+        "faster_rcnn_R_50_FPN_1x.py", dict(PAPER_RPN, guided_loss="official"), PAPER_ROI,
+        dict(PAPER_PREDICTOR, optimal_bias_init=False, guided_loss="official", class_adaptive_threshold=False), 1e-4),
     "faster_rcnn_sampling_free_recompute_R_50_FPN_1x.py": (
-        "faster_rcnn_R_50_FPN_1x.py", PAPER_RPN, dict(PAPER_ROI, box_head_recompute_chunk=512), 0.05),
-    "faster_rcnn_sampling_free_shapes.py": ("faster_rcnn_shapes.py", PAPER_RPN, PAPER_ROI, 0.05),
+        "faster_rcnn_R_50_FPN_1x.py", PAPER_RPN, dict(PAPER_ROI, box_head_recompute_chunk=512), PAPER_PREDICTOR, 0.05),
+    "faster_rcnn_sampling_free_shapes.py": ("faster_rcnn_shapes.py", PAPER_RPN, PAPER_ROI, PAPER_PREDICTOR, 0.05),
 }  # fmt: skip
 
 
@@ -127,25 +129,31 @@ def test_faster_rcnn_config_instantiates_with_its_switches(name):
     from detectron2.config import instantiate
     from detectron2.modeling import GeneralizedRCNN
 
-    from sampling_free import SamplingFreeROIHeads, SamplingFreeRPN
+    from sampling_free import SamplingFreeOutputLayers, SamplingFreeROIHeads, SamplingFreeRPN
 
-    _, rpn_switches, roi_switches, thresh = FASTER_RCNN[name]
+    _, rpn_switches, roi_switches, predictor_switches, thresh = FASTER_RCNN[name]
     cfg = load(CONFIG_DIR / name)
     assert {k: cfg.model.proposal_generator[k] for k in rpn_switches} == rpn_switches
     assert {k: cfg.model.roi_heads[k] for k in roi_switches} == roi_switches
+    predictor_node = plain(cfg.model.roi_heads.box_predictor)  # the normaliser's interpolation unresolved
+    assert {k: predictor_node[k] for k in predictor_switches} == predictor_switches
     model = instantiate(cfg.model)
     rpn, heads = model.proposal_generator, model.roi_heads
+    predictor = heads.box_predictor
     assert type(model) is GeneralizedRCNN and type(rpn) is SamplingFreeRPN and type(heads) is SamplingFreeROIHeads
+    assert type(predictor) is SamplingFreeOutputLayers
     assert rpn.guided_loss == rpn_switches["guided_loss"] and rpn.prior.item() == 0.0  # measured in training
-    assert (heads.optimal_bias_init, heads.guided_loss, heads.class_adaptive_threshold) == (
-        roi_switches["optimal_bias_init"], roi_switches["guided_loss"], roi_switches["class_adaptive_threshold"])
-    assert heads.prior.item() == 0.0 and not heads.mask_on
-    assert heads.box_predictor.test_score_thresh == thresh
+    assert (predictor.optimal_bias_init, predictor.guided_loss, predictor.class_adaptive_threshold) == (
+        predictor_switches["optimal_bias_init"], predictor_switches["guided_loss"],
+        predictor_switches["class_adaptive_threshold"])
+    assert predictor.prior.item() == 0.0 and not heads.mask_on
+    assert predictor.test_score_thresh == thresh
     assert heads.box_head_recompute_chunk == roi_switches["box_head_recompute_chunk"]
     shapes = "shapes" in name
-    assert heads.num_classes == (4 if shapes else 80) and heads.proposal_counts.shape == (heads.num_classes + 1,)
+    assert heads.num_classes == (4 if shapes else 80) and predictor.proposal_counts.shape == (heads.num_classes + 1,)
     # The samplers' batch sizes stay as the loss normalisers.
     assert (rpn.batch_size_per_image, heads.batch_size_per_image) == ((256, 128) if shapes else (256, 512))
+    assert predictor.loss_rois_per_image == heads.batch_size_per_image
     assert cfg.train.output_dir.endswith(name[: -len(".py")])
 
 
@@ -153,10 +161,12 @@ def test_faster_rcnn_config_instantiates_with_its_switches(name):
 def test_faster_rcnn_config_changes_only_the_method_keys(name):
     cfg, base = load(CONFIG_DIR / name), load(ROOT / "Baselines" / FASTER_RCNN[name][0])
     assert_recipe_changes_only(cfg, base, {"proposal_generator": {"_target_", *PAPER_RPN},
-                                           "roi_heads": {"_target_", *PAPER_ROI}})
-    for part, switches in (("proposal_generator", PAPER_RPN), ("roi_heads", PAPER_ROI)):
-        ours = plain(cfg.model[part])
-        assert {k: ours[k] for k in switches} == switches, part
+                                           "roi_heads": {"_target_", *PAPER_ROI},
+                                           "roi_heads.box_predictor": {"_target_", *PAPER_PREDICTOR}})
+    model = plain(cfg.model)
+    for node, switches in ((model["proposal_generator"], PAPER_RPN), (model["roi_heads"], PAPER_ROI),
+                           (model["roi_heads"]["box_predictor"], PAPER_PREDICTOR)):
+        assert {k: node[k] for k in switches} == switches
 
 
 def test_faster_rcnn_official_config_changes_only_its_switches():
@@ -165,9 +175,9 @@ def test_faster_rcnn_official_config_changes_only_its_switches():
     model, paper_model = plain(cfg.model), plain(paper.model)
     heads, paper_heads = model.pop("roi_heads"), paper_model.pop("roi_heads")
     predictor, paper_predictor = heads.pop("box_predictor"), paper_heads.pop("box_predictor")
-    assert {k for k in heads if heads[k] != paper_heads[k]} == {"optimal_bias_init", "guided_loss",
-                                                                 "class_adaptive_threshold"}
-    assert {k for k in predictor if predictor[k] != paper_predictor[k]} == {"test_score_thresh"}
+    assert heads == paper_heads
+    assert {k for k in predictor if predictor[k] != paper_predictor[k]} == {
+        "optimal_bias_init", "guided_loss", "class_adaptive_threshold", "test_score_thresh"}
     rpn, paper_rpn = model.pop("proposal_generator"), paper_model.pop("proposal_generator")
     assert {k for k in rpn if rpn[k] != paper_rpn[k]} == {"guided_loss"}
     assert model == paper_model and plain(cfg.dataloader) == plain(paper.dataloader)
@@ -188,13 +198,17 @@ def test_faster_rcnn_recompute_config_changes_only_the_chunk():
     [
         ("model.proposal_generator.prior_prob=0.2", "proposal_generator", "prior", 0.2),
         ("model.proposal_generator.guided_loss=off", "proposal_generator", "guided_loss", "off"),
-        ("model.roi_heads.prior_prob=0.1", "roi_heads", "prior", 0.1),
-        ("model.roi_heads.optimal_bias_init=false", "roi_heads", "optimal_bias_init", False),
-        ("model.roi_heads.guided_loss=official", "roi_heads", "guided_loss", "official"),
-        ("model.roi_heads.class_adaptive_threshold=false", "roi_heads", "class_adaptive_threshold", False),
+        ("model.roi_heads.box_predictor.prior_prob=0.1", "roi_heads.box_predictor", "prior", 0.1),
+        ("model.roi_heads.box_predictor.optimal_bias_init=false", "roi_heads.box_predictor", "optimal_bias_init",
+         False),
+        ("model.roi_heads.box_predictor.guided_loss=official", "roi_heads.box_predictor", "guided_loss", "official"),
+        ("model.roi_heads.box_predictor.class_adaptive_threshold=false", "roi_heads.box_predictor",
+         "class_adaptive_threshold", False),
         ("model.roi_heads.box_head_recompute_chunk=512", "roi_heads", "box_head_recompute_chunk", 512),
+        # The normaliser follows the ROI heads' batch size through the interpolation.
+        ("model.roi_heads.batch_size_per_image=64", "roi_heads.box_predictor", "loss_rois_per_image", 64),
     ],
-)
+)  # fmt: skip
 def test_faster_rcnn_overrides_reach_the_model(override, part, attr, value):
     """Each switch reaches its module (what each one changes in the losses: test_sampling_free_faster_rcnn.py)."""
     from detectron2.config import instantiate
@@ -202,7 +216,10 @@ def test_faster_rcnn_overrides_reach_the_model(override, part, attr, value):
     from d2imbalance.overrides import apply_overrides
 
     cfg = apply_overrides(load(CONFIG_DIR / "faster_rcnn_sampling_free_shapes.py"), [override])
-    got = getattr(getattr(instantiate(cfg.model), part), attr)
+    module = instantiate(cfg.model)
+    for name in part.split("."):
+        module = getattr(module, name)
+    got = getattr(module, attr)
     if torch.is_tensor(got):  # the prior buffer: the value set at construction
         got = pytest.approx(got.item())
     assert got == value

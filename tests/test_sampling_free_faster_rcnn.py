@@ -23,6 +23,7 @@ pi = 2 / (5 * 2) = 0.2, biases (-log 3, -log 3, 0) (softmax (0.2, 0.2, 0.6)). Th
 and of A 0. Both are divided by batch_size_per_image = 2 (a sampling head would keep 2 RoIs).
 """
 import math
+import re
 
 import pytest
 import torch
@@ -178,20 +179,28 @@ def test_rpn_bad_arguments(kwargs):
 # ---------------------------------------------------------------------------------------------- ROI heads
 
 
-def roi_heads(**kwargs):
-    """SamplingFreeROIHeads: one 8-channel level at stride 4, a 16-d fc head, batch_size_per_image 2; the
-    predictor's weights are zero (logits = bias, deltas 0)."""
+PREDICTOR_SWITCHES = (
+    "loss_rois_per_image", "prior_prob", "optimal_bias_init", "guided_loss", "class_adaptive_threshold")
+
+
+def roi_heads(predictor_class=None, **kwargs):
+    """SamplingFreeROIHeads: one 8-channel level at stride 4, a 16-d fc head, batch_size_per_image 2, and a
+    SamplingFreeOutputLayers (loss_rois_per_image 2) whose weights are zero (logits = bias, deltas 0).
+    The predictor's switches in kwargs go to the predictor, the rest to the ROI heads."""
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.box_regression import Box2BoxTransform
     from detectron2.modeling.matcher import Matcher
     from detectron2.modeling.poolers import ROIPooler
-    from detectron2.modeling.roi_heads import FastRCNNConvFCHead, FastRCNNOutputLayers
+    from detectron2.modeling.roi_heads import FastRCNNConvFCHead
 
-    from sampling_free import SamplingFreeROIHeads
+    from sampling_free import SamplingFreeOutputLayers, SamplingFreeROIHeads
 
     torch.manual_seed(0)
-    predictor = FastRCNNOutputLayers(ShapeSpec(channels=16), box2box_transform=Box2BoxTransform((10.0, 10.0, 5.0, 5.0)),
-                                     num_classes=NUM_CLASSES, test_score_thresh=0.05)  # fmt: skip
+    switches = {k: kwargs.pop(k) for k in PREDICTOR_SWITCHES if k in kwargs}
+    if predictor_class is None:
+        predictor_class, switches = SamplingFreeOutputLayers, {"loss_rois_per_image": 2, **switches}
+    predictor = predictor_class(ShapeSpec(channels=16), box2box_transform=Box2BoxTransform((10.0, 10.0, 5.0, 5.0)),
+                                num_classes=NUM_CLASSES, test_score_thresh=0.05, **switches)  # fmt: skip
     with torch.no_grad():
         predictor.cls_score.weight.zero_(), predictor.bbox_pred.weight.zero_(), predictor.bbox_pred.bias.zero_()
     args = dict(
@@ -250,7 +259,7 @@ def test_roi_heads_first_batch_prior_guided_loss_and_signals_by_hand():
     (selected, losses), scalars = roi_forward(model, *proposals_and_targets())
     assert len(selected[0]) == 5  # every labelled proposal, though batch_size_per_image is 2
     bias = model.box_predictor.cls_score.bias
-    assert model.prior.item() == pytest.approx(0.2)
+    assert model.box_predictor.prior.item() == pytest.approx(0.2)
     assert bias.tolist() == pytest.approx([-math.log(3), -math.log(3), 0.0], abs=1e-6)
     r = ROI_BOX_SUM / ROI_CLS_SUM
     assert losses["loss_box_reg"].item() == pytest.approx(ROI_BOX_SUM / 2, rel=1e-5)
@@ -260,7 +269,7 @@ def test_roi_heads_first_batch_prior_guided_loss_and_signals_by_hand():
     assert scalars["sampling_free/roi_prior"] == pytest.approx(0.2)
     assert scalars["sampling_free/roi_num_samples"] == 5
     assert scalars["roi_head/num_fg_samples"] == 2 and scalars["roi_head/num_bg_samples"] == 3
-    assert model.proposal_counts.tolist() == [2, 0, 3]
+    assert model.box_predictor.proposal_counts.tolist() == [2, 0, 3]
     # The CE gradient on the background bias is 5 * p_bg - N_bg = 5 * 0.6 - 3 = 0 at the optimum; the
     # foreground ones are 5 * 0.2 - 2 = -1 (class 0) and 5 * 0.2 = 1 (class 1), times r / 2.
     losses["loss_cls"].backward()
@@ -297,7 +306,7 @@ def test_roi_without_optimal_bias_keeps_the_predictor_bias():
     """optimal_bias_init=False (the authors' code): bias 0, every class 1/3: CE sum 5 log 3."""
     model = roi_heads(optimal_bias_init=False, guided_loss="off")
     (_, losses), scalars = roi_forward(model, *proposals_and_targets())
-    assert model.box_predictor.cls_score.bias.tolist() == [0.0, 0.0, 0.0] and model.prior.item() == 0.0
+    assert model.box_predictor.cls_score.bias.tolist() == [0.0, 0.0, 0.0] and model.box_predictor.prior.item() == 0.0
     assert "sampling_free/roi_prior" not in scalars
     assert losses["loss_cls"].item() == pytest.approx(5 * math.log(3) / 2, rel=1e-5)
 
@@ -307,7 +316,7 @@ def test_roi_fixed_prior():
     model = roi_heads(prior_prob=0.1, guided_loss="off")
     assert model.box_predictor.cls_score.bias.tolist() == pytest.approx([-math.log(8), -math.log(8), 0.0])
     (_, losses), scalars = roi_forward(model, *proposals_and_targets())
-    assert model.prior.item() == pytest.approx(0.1) and "sampling_free/roi_prior" not in scalars
+    assert model.box_predictor.prior.item() == pytest.approx(0.1) and "sampling_free/roi_prior" not in scalars
     assert losses["loss_cls"].item() == pytest.approx((-2 * math.log(0.1) - 3 * math.log(0.8)) / 2, rel=1e-5)
 
 
@@ -317,7 +326,7 @@ def test_roi_image_without_objects():
     model = roi_heads()
     (_, losses), scalars = roi_forward(model, *proposals_and_targets(objects=()))
     assert all(torch.isfinite(v) and v.item() == 0.0 for v in losses.values())
-    assert model.prior.item() == 0.0 and model.proposal_counts.tolist() == [0, 0, 4]
+    assert model.box_predictor.prior.item() == 0.0 and model.box_predictor.proposal_counts.tolist() == [0, 0, 4]
     assert scalars["sampling_free/roi_guided_ratio"] == 0.0
 
 
@@ -334,12 +343,13 @@ def test_class_adaptive_thresholds_filter_per_class():
     theta = (0.05, 0.4), so class 0 passes and class 1 does not. With the fixed 0.05 both pass; with the
     threshold 0.25 neither."""
     model = roi_heads(prior_prob=0.2)
-    model.proposal_counts.copy_(torch.tensor([1, 8, 11]))
-    assert model.score_thresholds().tolist() == pytest.approx([0.05, 0.4])
+    model.box_predictor.proposal_counts.copy_(torch.tensor([1, 8, 11]))
+    assert model.box_predictor.score_thresholds().tolist() == pytest.approx([0.05, 0.4])
     classes, scores = inference_classes(model)
     assert classes and set(classes) == {0} and scores.tolist() == pytest.approx([0.2] * len(classes))
+    assert model.box_predictor.test_score_thresh == 0.05  # the thresholds are passed, not swapped in
     fixed = roi_heads(prior_prob=0.2, class_adaptive_threshold=False)
-    fixed.proposal_counts.copy_(torch.tensor([1, 8, 11]))
+    fixed.box_predictor.proposal_counts.copy_(torch.tensor([1, 8, 11]))
     assert set(inference_classes(fixed)[0]) == {0, 1}
     fixed.box_predictor.test_score_thresh = 0.25
     assert inference_classes(fixed)[0] == []
@@ -347,8 +357,8 @@ def test_class_adaptive_thresholds_filter_per_class():
 
 def test_thresholds_without_statistics():
     """No counts: theta_j = pi when the prior is known (Eq. 7, equal frequencies), else the fixed value."""
-    assert roi_heads(prior_prob=0.1).score_thresholds().tolist() == pytest.approx([0.1, 0.1])
-    assert roi_heads().score_thresholds() == 0.05
+    assert roi_heads(prior_prob=0.1).box_predictor.score_thresholds().tolist() == pytest.approx([0.1, 0.1])
+    assert roi_heads().box_predictor.score_thresholds() == 0.05
 
 
 @pytest.mark.parametrize(
@@ -360,6 +370,50 @@ def test_thresholds_without_statistics():
 def test_roi_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         roi_heads(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [(dict(loss_rois_per_image=0), "loss_rois_per_image=0"), (dict(loss_rois_per_image="512"), "'512'"),
+     (dict(use_sigmoid_ce=True), "use_sigmoid_ce=False")],
+)  # fmt: skip
+def test_predictor_bad_arguments_are_named(kwargs, words):
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.box_regression import Box2BoxTransform
+
+    from sampling_free import SamplingFreeOutputLayers
+
+    args = dict(box2box_transform=Box2BoxTransform((10.0, 10.0, 5.0, 5.0)), num_classes=2, loss_rois_per_image=2)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        SamplingFreeOutputLayers(ShapeSpec(channels=16), **{**args, **kwargs})
+
+
+def test_roi_heads_refuse_detectron2s_predictor():
+    from detectron2.modeling.roi_heads import FastRCNNOutputLayers
+
+    with pytest.raises(ValueError, match="sampling_free.SamplingFreeOutputLayers"):
+        roi_heads(predictor_class=FastRCNNOutputLayers)
+
+
+def test_loss_rois_per_image_is_the_normaliser():
+    """4 RoIs per image instead of 2: both ROI losses halve (r is unchanged)."""
+    (_, losses), scalars = roi_forward(roi_heads(loss_rois_per_image=4), *proposals_and_targets())
+    assert losses["loss_box_reg"].item() == pytest.approx(ROI_BOX_SUM / 4, rel=1e-5)
+    assert losses["loss_cls"].item() == pytest.approx(ROI_BOX_SUM / 4, rel=1e-5)
+    assert scalars["sampling_free/roi_guided_ratio"] == pytest.approx(ROI_BOX_SUM / ROI_CLS_SUM, rel=1e-5)
+
+
+def test_predictor_from_a_yacs_config_normalises_to_its_batch_size_per_image():
+    from detectron2.config import get_cfg
+    from detectron2.layers import ShapeSpec
+
+    from sampling_free import SamplingFreeOutputLayers
+
+    cfg = get_cfg()
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES, cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 2, 256
+    predictor = SamplingFreeOutputLayers(cfg, ShapeSpec(channels=16))
+    assert predictor.loss_rois_per_image == 256 and predictor.guided_loss == "paper"
+    assert predictor.optimal_bias_init and predictor.class_adaptive_threshold and predictor.prior.item() == 0.0
 
 
 def box_stage_step(**kwargs):

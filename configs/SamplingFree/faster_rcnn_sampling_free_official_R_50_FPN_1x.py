@@ -9,9 +9,9 @@ instead of Eq. 7. The RPN is the same (prior measured, r per mini-batch). The re
 from .faster_rcnn_sampling_free_R_50_FPN_1x import dataloader, lr_multiplier, model, optimizer, train
 
 model.proposal_generator.guided_loss = "official"  # the same as "paper" in the RPN
-model.roi_heads.optimal_bias_init = False  # FPNPredictor's bias 0
-model.roi_heads.guided_loss = "official"  # 2 * r * L_cls
-model.roi_heads.class_adaptive_threshold = False
+model.roi_heads.box_predictor.optimal_bias_init = False  # FPNPredictor's bias 0
+model.roi_heads.box_predictor.guided_loss = "official"  # 2 * r * L_cls
+model.roi_heads.box_predictor.class_adaptive_threshold = False
 model.roi_heads.box_predictor.test_score_thresh = 1e-4  # score_thresh = 0.0001 under SAMPLING_FREE_ON
 
 train.output_dir = "./output/faster_rcnn_sampling_free_official_R_50_FPN_1x"
