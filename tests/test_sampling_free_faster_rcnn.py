@@ -395,11 +395,12 @@ def test_roi_heads_refuse_detectron2s_predictor():
         roi_heads(predictor_class=FastRCNNOutputLayers)
 
 
-def test_loss_rois_per_image_is_the_normaliser():
-    """4 RoIs per image instead of 2: both ROI losses halve (r is unchanged)."""
-    (_, losses), scalars = roi_forward(roi_heads(loss_rois_per_image=4), *proposals_and_targets())
-    assert losses["loss_box_reg"].item() == pytest.approx(ROI_BOX_SUM / 4, rel=1e-5)
-    assert losses["loss_cls"].item() == pytest.approx(ROI_BOX_SUM / 4, rel=1e-5)
+@pytest.mark.parametrize("rois", [1, 4])
+def test_loss_rois_per_image_is_the_normaliser(rois):
+    """1 or 4 RoIs per image instead of 2: both ROI losses are divided by it (r is unchanged)."""
+    (_, losses), scalars = roi_forward(roi_heads(loss_rois_per_image=rois), *proposals_and_targets())
+    assert losses["loss_box_reg"].item() == pytest.approx(ROI_BOX_SUM / rois, rel=1e-5)
+    assert losses["loss_cls"].item() == pytest.approx(ROI_BOX_SUM / rois, rel=1e-5)
     assert scalars["sampling_free/roi_guided_ratio"] == pytest.approx(ROI_BOX_SUM / ROI_CLS_SUM, rel=1e-5)
 
 
