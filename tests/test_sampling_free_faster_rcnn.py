@@ -355,10 +355,25 @@ def test_class_adaptive_thresholds_filter_per_class():
     assert inference_classes(fixed)[0] == []
 
 
-def test_thresholds_without_statistics():
-    """No counts: theta_j = pi when the prior is known (Eq. 7, equal frequencies), else the fixed value."""
+def test_thresholds_without_statistics(caplog):
+    """No counts: theta_j = pi when the prior is known (Eq. 7, equal frequencies), else the fixed value,
+    with one warning however often it is asked."""
     assert roi_heads(prior_prob=0.1).box_predictor.score_thresholds().tolist() == pytest.approx([0.1, 0.1])
-    assert roi_heads().box_predictor.score_thresholds() == 0.05
+    predictor = roi_heads().box_predictor
+    with caplog.at_level("WARNING", logger="sampling_free.fast_rcnn"):
+        assert predictor.score_thresholds() == 0.05 and predictor.score_thresholds() == 0.05
+    assert [r.getMessage() for r in caplog.records].count(
+        "Sampling-Free box predictor: no proposal statistics (not trained) and no prior; using the fixed "
+        "test_score_thresh=0.05 instead of the class-adaptive thresholds.") == 1
+
+
+def test_proposal_counts_stay_exact_over_a_long_schedule():
+    """A COCO 1x run labels ~1.4e9 proposals; the counts are integers, so a batch still adds exactly (float32
+    would round 2**24 + 3 to 2**24 + 4)."""
+    model = roi_heads(prior_prob=0.1)
+    model.box_predictor.proposal_counts.fill_(2**24)
+    storage_run(lambda: model.box_predictor.count_proposal_labels(torch.tensor([0, 2, 2, 2])))
+    assert model.box_predictor.proposal_counts.tolist() == [2**24 + 1, 2**24, 2**24 + 3]
 
 
 @pytest.mark.parametrize(
