@@ -374,6 +374,9 @@ def test_proposal_counts_stay_exact_over_a_long_schedule():
     model.box_predictor.proposal_counts.fill_(2**24)
     storage_run(lambda: model.box_predictor.count_proposal_labels(torch.tensor([0, 2, 2, 2])))
     assert model.box_predictor.proposal_counts.tolist() == [2**24 + 1, 2**24, 2**24 + 3]
+    # A batch of class-0 RoIs only (no background, no class 1) is counted in its own column.
+    storage_run(lambda: model.box_predictor.count_proposal_labels(torch.tensor([0, 0])))
+    assert model.box_predictor.proposal_counts.tolist() == [2**24 + 3, 2**24, 2**24 + 3]
 
 
 @pytest.mark.parametrize(
