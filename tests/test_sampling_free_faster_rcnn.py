@@ -311,6 +311,26 @@ def test_roi_without_optimal_bias_keeps_the_predictor_bias():
     assert losses["loss_cls"].item() == pytest.approx(5 * math.log(3) / 2, rel=1e-5)
 
 
+def test_roi_second_batch_keeps_the_prior():
+    """pi is measured once: a later batch with foreground neither measures it again nor resets the bias."""
+    model = roi_heads()
+    roi_forward(model, *proposals_and_targets())
+    with torch.no_grad():
+        model.box_predictor.cls_score.bias.fill_(0.5)
+    _, scalars = roi_forward(model, *proposals_and_targets())
+    assert "sampling_free/roi_prior" not in scalars and model.box_predictor.prior.item() == pytest.approx(0.2)
+    assert model.box_predictor.cls_score.bias.tolist() == [0.5, 0.5, 0.5]
+
+
+def test_roi_losses_normalised_per_image():
+    """The case's image twice in one batch: twice the RoIs over twice loss_rois_per_image x images, so the
+    same losses as one image."""
+    (p, t), model = proposals_and_targets(), roi_heads()
+    (_, losses), _ = roi_forward(model, p + proposals_and_targets()[0], t + proposals_and_targets()[1])
+    assert losses["loss_box_reg"].item() == pytest.approx(ROI_BOX_SUM / 2, rel=1e-5)
+    assert losses["loss_cls"].item() == pytest.approx(ROI_BOX_SUM / 2, rel=1e-5)
+
+
 def test_roi_fixed_prior():
     """pi = 0.1, C = 2: biases (log(0.1 / 0.8), same, 0), kept through training."""
     model = roi_heads(prior_prob=0.1, guided_loss="off")
