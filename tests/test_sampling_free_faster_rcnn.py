@@ -375,6 +375,13 @@ def test_class_adaptive_thresholds_filter_per_class():
     assert inference_classes(fixed)[0] == []
 
 
+def test_thresholds_from_a_single_foreground_proposal():
+    """One foreground proposal is statistics enough: counts (1, 0, bg 3) give theta = (1/4, 0), not pi."""
+    model = roi_heads(prior_prob=0.1)
+    model.box_predictor.proposal_counts.copy_(torch.tensor([1, 0, 3]))
+    assert model.box_predictor.score_thresholds().tolist() == pytest.approx([0.25, 0.0])
+
+
 def test_thresholds_without_statistics(caplog):
     """No counts: theta_j = pi when the prior is known (Eq. 7, equal frequencies), else the fixed value,
     with one warning however often it is asked."""
