@@ -2,8 +2,8 @@
 arXiv:1909.04868): optimal bias initialisation, guided loss, class-adaptive thresholds.
 
 The arithmetic (:mod:`sampling_free.core`) is pure torch and always importable. The detectron2 parts
-(:class:`RetinaNetSamplingFree`; for Faster R-CNN :class:`SamplingFreeRPN`,
-:class:`SamplingFreeROIHeads` and :class:`SamplingFreeOutputLayers`) are imported only when detectron2 is installed.
+(:class:`RetinaNetSamplingFree`; for Faster R-CNN :class:`SamplingFreeRPN`, :class:`SamplingFreeROIHeads`
+and :class:`SamplingFreeOutputLayers`) are imported only when detectron2 is installed.
 """
 from d2imbalance._compat import detectron2_available
 
