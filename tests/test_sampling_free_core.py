@@ -18,6 +18,7 @@ from sampling_free.core import (
     initial_classification_loss,
     optimal_prior,
     prior_to_bias,
+    thresholds_from_statistics,
 )
 
 
@@ -146,6 +147,26 @@ def test_class_adaptive_thresholds_validation():
     with pytest.raises(ValueError, match="smaller than the foreground"):
         class_adaptive_thresholds(torch.tensor([5, 5]), 9)
 
+
+
+def test_thresholds_from_statistics_counts_then_prior_then_none():
+    # Counts (N_1, N_2, N_3, background) = (6, 3, 1, 990): theta_j = N_j / N with N = 1000; a prior is ignored.
+    counts = torch.tensor([6, 3, 1, 990])
+    for prior in (0.0, 0.5):
+        theta = thresholds_from_statistics(counts, torch.tensor(prior))
+        assert theta.dtype == torch.float32
+        assert theta.tolist() == pytest.approx([0.006, 0.003, 0.001], abs=1e-9)
+    # One foreground sample is enough statistics.
+    theta = thresholds_from_statistics(torch.tensor([1, 0, 0, 99]), torch.tensor(0.3))
+    assert theta.tolist() == pytest.approx([0.01, 0.0, 0.0], abs=1e-9)
+    # No foreground counted (or nothing at all): theta_j = pi for each of the C = 3 classes.
+    for background in (500, 0):
+        theta = thresholds_from_statistics(torch.tensor([0, 0, 0, background]), torch.tensor(0.02))
+        assert theta.dtype == torch.float32 and theta.shape == (3,)
+        assert theta.tolist() == pytest.approx([0.02] * 3, abs=1e-9)
+    # Neither statistics nor a prior: the caller's fixed threshold applies.
+    assert thresholds_from_statistics(torch.tensor([0, 0, 0, 500]), torch.tensor(0.0)) is None
+    assert thresholds_from_statistics(torch.zeros(4, dtype=torch.long), torch.zeros(())) is None
 
 def test_official_guided_loss_freezes_r_after_warmup_and_weights_by_sigma():
     loss = OfficialGuidedLoss(warmup_iters=2)

@@ -32,7 +32,8 @@ binary cross-entropies, N_f of them with target 1. No focal term, no sampling (R
 3. Class-adaptive threshold (Eq. 7). theta_j = (N_f / N) * (N_j / sum_j N_j): the detection score
    threshold of class j at inference, replacing one fixed threshold for all classes. theta_j = N_j / N,
    the fraction of samples that are foreground of class j; with equal class frequencies it equals pi*.
-   (:func:`class_adaptive_thresholds`.)
+   (:func:`class_adaptive_thresholds`; :func:`thresholds_from_statistics` picks them, or pi*, from what a
+   model counted in training.)
 
 The authors' code (chenjoya/sampling-free@01dfd40) differs; :class:`OfficialGuidedLoss` reproduces its
 guided loss (see its docstring and the project README).
@@ -54,7 +55,7 @@ The logits (b_fg, ..., b_fg, b_bg) give it with b_bg = 0 and b_fg = log(pi / (1 
 mode to one stage's (cls, box) pair.
 """
 import math
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -199,6 +200,26 @@ def class_adaptive_thresholds(class_counts: Tensor, num_samples) -> Tensor:
         raise ValueError(f"num_samples={float(n)} is smaller than the foreground count {float(n_f)}.")
     return (n_f / n) * (counts / n_f)
 
+
+
+def thresholds_from_statistics(counts: Tensor, prior: Tensor) -> Optional[Tensor]:
+    """The thresholds of Eq. 7 that a model's training statistics give, or None when they give none.
+
+    Args:
+        counts: (C + 1,) samples counted during training, N_j of each class then the background last.
+        prior: 0-dim pi the classifier was initialised with; 0 when not known.
+
+    Returns:
+        (C,) float32 theta_j (:func:`class_adaptive_thresholds`) when a foreground sample was counted;
+        else theta_j = pi for every class when pi > 0 (Eq. 7 with equal class frequencies equals pi*, Eq. 4);
+        else None, and the caller falls back to its fixed threshold.
+    """
+    n_f, pi = torch.stack([counts[:-1].sum().double(), prior.double()]).tolist()  # one device sync
+    if n_f > 0:
+        return class_adaptive_thresholds(counts[:-1], counts.sum()).float()
+    if pi > 0:
+        return torch.full((counts.numel() - 1,), pi, dtype=torch.float32, device=counts.device)
+    return None
 
 #: The authors' Faster R-CNN code (chenjoya/sampling-free@5f133dc, roi_heads/box_head/loss.py) multiplies
 #: the guided classification loss of the ROI head by 2 ("classification_scale: 2.0 for rcnn" in its

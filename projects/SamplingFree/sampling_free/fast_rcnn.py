@@ -16,10 +16,10 @@ from d2imbalance._compat import require_detectron2
 from .core import (
     GUIDED_LOSS_MODES,
     OFFICIAL_RCNN_CLS_SCALE,
-    class_adaptive_thresholds,
     optimal_prior,
     softmax_prior_to_bias,
     stage_guided_loss,
+    thresholds_from_statistics,
 )
 
 require_detectron2("sampling_free.fast_rcnn")
@@ -171,12 +171,9 @@ class SamplingFreeOutputLayers(FastRCNNOutputLayers):
         fixed = float(self.test_score_thresh)
         if not self.class_adaptive_threshold:
             return fixed
-        counts = self.proposal_counts
-        n_f, prior = torch.stack([counts[:-1].sum().double(), self.prior.double()]).tolist()
-        if n_f > 0:
-            return class_adaptive_thresholds(counts[:-1], counts.sum()).float()
-        if prior > 0:
-            return torch.full((self.num_classes,), prior, dtype=torch.float32, device=counts.device)
+        thresholds = thresholds_from_statistics(self.proposal_counts, self.prior)
+        if thresholds is not None:
+            return thresholds
         if not self._warned_no_statistics:
             logger.warning(
                 "Sampling-Free box predictor: no proposal statistics (not trained) and no prior; using the fixed "

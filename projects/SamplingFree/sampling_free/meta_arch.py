@@ -12,11 +12,11 @@ from .core import (
     GUIDED_LOSS_MODES,
     HYPERPARAMETERS,
     OfficialGuidedLoss,
-    class_adaptive_thresholds,
     guided_classification_loss,
     optimal_prior,
     prior_to_bias,
     set_sigmoid_prior,
+    thresholds_from_statistics,
 )
 
 require_detectron2("sampling_free.meta_arch")
@@ -181,12 +181,9 @@ class RetinaNetSamplingFree(FocalFreeRetinaNet):
         """
         if not self.class_adaptive_threshold:
             return self.test_score_thresh
-        counts = self.anchor_counts
-        n_pos, prior = torch.stack([counts[:-1].sum().double(), self.prior.double()]).tolist()
-        if n_pos > 0:
-            return class_adaptive_thresholds(counts[:-1], counts.sum()).float()
-        if prior > 0:
-            return torch.full((self.num_classes,), prior, dtype=torch.float32, device=counts.device)
+        thresholds = thresholds_from_statistics(self.anchor_counts, self.prior)
+        if thresholds is not None:
+            return thresholds
         if not self._warned_no_statistics:
             logger.warning(
                 "Sampling-Free: no anchor statistics (the model has not been trained) and no prior; using the "
