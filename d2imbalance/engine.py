@@ -5,8 +5,8 @@ names resolved from the installed configs, overrides checked against the config,
 says so (with a thread count that survives a busy machine), dataset validation and a num_classes
 check before training, a plain-words checkpoint report (and no evaluation of a model the checkpoint
 does not determine), checkpoints that a kill cannot corrupt, resumption that continues the data
-stream, a learning-rate scaling warning, AMP only where it works, and evaluation results written
-next to the checkpoints.
+stream, a learning-rate scaling warning, AMP only where it works, optional gradient clipping
+(``train.grad_clip``), and evaluation results written next to the checkpoints.
 """
 import json
 import logging
@@ -40,6 +40,7 @@ from .checkpoint import ReportingCheckpointer  # noqa: E402
 from .data.datasets import dataset_names, prepare_datasets, register_coco_datasets  # noqa: E402
 from .data.validation import validate_coco_json  # noqa: E402
 from .data.voc_validation import validate_voc  # noqa: E402
+from .gradient_clipping import GradientClipping  # noqa: E402
 from .lr_scaling import lr_scaling_warning  # noqa: E402
 from .model_zoo import get_config_file  # noqa: E402
 from .overrides import apply_overrides  # noqa: E402
@@ -278,6 +279,19 @@ def cpu_thread_tuning(cfg):
     return CPUThreadTuning(ThreadTuner(candidates)) if len(candidates) > 1 else None
 
 
+def gradient_clipping(cfg):
+    """The gradient-clipping hook that ``train.grad_clip`` asks for, or None (disabled or not in the config)."""
+    settings = cfg.train.get("grad_clip")
+    if not settings or not settings.enabled:
+        return None
+    hook = GradientClipping(settings.max_norm, settings.get("norm_type", 2.0))
+    logger.info(
+        f"train.grad_clip: the gradients' global {hook.norm_type:g}-norm is clipped to {hook.max_norm:g} "
+        "before each step and logged as grad_norm."
+    )
+    return hook
+
+
 def do_train(args, cfg):
     model = instantiate(cfg.model)
     logger.info(f"Model:\n{model}")
@@ -297,6 +311,7 @@ def do_train(args, cfg):
             hooks.IterationTimer(),
             cpu_thread_tuning(cfg),  # before the eval and checkpoint hooks: it times the step alone
             hooks.LRScheduler(scheduler=lr_multiplier),
+            gradient_clipping(cfg),
             hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if comm.is_main_process() else None,
             hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
             hooks.PeriodicWriter(

@@ -9,6 +9,9 @@ Additions:
       image, the width/height the JSON gives).
   validate_decode_images: also decode every image while validating, which finds truncated or corrupt
       pixel data; off by default because it reads every image in full.
+  grad_clip: off by default, as in detectron2's recipes. ``enabled=True`` clips the global norm of the
+      gradients to ``max_norm`` before each step (mmdetection's grad_clip; 35 in its RetinaNet and GHM
+      recipes) and logs the norm before clipping as ``grad_norm``; max_norm=float("inf") only logs it.
 """
 from d2imbalance.model_zoo import detectron2_common_config
 
@@ -17,4 +20,5 @@ train.lr_reference = dict(lr=0.01, total_batch_size=16)
 train.trained_checkpoint = ""
 train.validate_datasets = True
 train.validate_decode_images = False
+train.grad_clip = dict(enabled=False, max_norm=35.0, norm_type=2.0)
 train.seed = -1  # < 0: a random seed, logged
