@@ -79,6 +79,16 @@ def test_a_trainer_that_skips_after_backward_is_an_error_not_a_silent_unclipped_
 
     with pytest.raises(RuntimeError, match="did not call the hooks' after_backward"):
         _train_one_step(GradientClipping(1.0), NoAfterBackward)
+    # Checked at every step, not only the first.
+    hook = GradientClipping(1.0)
+    model = _LinearLoss()
+    hook.trainer = SimpleNamespace(optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
+                                   storage=SimpleNamespace(put_scalar=lambda name, value: None))
+    model(None)["loss"].backward()
+    hook.after_backward()
+    hook.after_step()
+    with pytest.raises(RuntimeError, match="did not call the hooks' after_backward"):
+        hook.after_step()
 
 
 @pytest.mark.parametrize(
@@ -108,5 +118,7 @@ def test_the_config_switch_builds_the_hook_with_its_values():
     apply_overrides(cfg, ["train.grad_clip.enabled=true", "train.grad_clip.max_norm=10", "train.grad_clip.norm_type=1"])
     hook = gradient_clipping(cfg)
     assert (hook.max_norm, hook.norm_type) == (10.0, 1.0)
+    cfg.train.grad_clip = dict(enabled=True, max_norm=5.0)  # a user's own dict, without norm_type
+    assert (gradient_clipping(cfg).max_norm, gradient_clipping(cfg).norm_type) == (5.0, 2.0)
     del cfg.train.grad_clip  # a config not derived from configs/common/train.py
     assert gradient_clipping(cfg) is None
