@@ -56,4 +56,3 @@ class GradientClipping(HookBase):
                 "after_backward (its main branch since 2022), or set train.grad_clip.enabled=False."
             )
         self._clipped_this_step = False
-

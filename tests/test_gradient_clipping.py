@@ -48,16 +48,22 @@ def test_the_step_uses_the_clipped_gradient_and_the_norm_before_clipping_is_logg
     assert [value for value, _ in history] == pytest.approx([logged])
 
 
-def test_amp_gradients_are_unscaled_before_clipping():
+def _hook_on_a_stub_trainer(grad_scaler=None):
+    """GradientClipping(max_norm=1) on a trainer stub: (hook, model, optimizer, the scalars it logs)."""
     from d2imbalance.gradient_clipping import GradientClipping
 
     model = _LinearLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    grad_scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
     logged = {}
     storage = SimpleNamespace(put_scalar=lambda name, value: logged.update({name: value}))
     hook = GradientClipping(1.0)
     hook.trainer = SimpleNamespace(optimizer=optimizer, grad_scaler=grad_scaler, storage=storage)
+    return hook, model, optimizer, logged
+
+
+def test_amp_gradients_are_unscaled_before_clipping():
+    grad_scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    hook, model, optimizer, logged = _hook_on_a_stub_trainer(grad_scaler)
     grad_scaler.scale(model(None)["loss"]).backward()  # gradients (24, 32)
     hook.after_backward()
     assert logged == {"grad_norm": pytest.approx(5.0)}
@@ -80,10 +86,7 @@ def test_a_trainer_that_skips_after_backward_is_an_error_not_a_silent_unclipped_
     with pytest.raises(RuntimeError, match="did not call the hooks' after_backward"):
         _train_one_step(GradientClipping(1.0), NoAfterBackward)
     # Checked at every step, not only the first.
-    hook = GradientClipping(1.0)
-    model = _LinearLoss()
-    hook.trainer = SimpleNamespace(optimizer=torch.optim.SGD(model.parameters(), lr=1.0),
-                                   storage=SimpleNamespace(put_scalar=lambda name, value: None))
+    hook, model, _, _ = _hook_on_a_stub_trainer()
     model(None)["loss"].backward()
     hook.after_backward()
     hook.after_step()

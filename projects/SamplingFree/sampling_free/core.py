@@ -201,7 +201,6 @@ def class_adaptive_thresholds(class_counts: Tensor, num_samples) -> Tensor:
     return (n_f / n) * (counts / n_f)
 
 
-
 def thresholds_from_statistics(counts: Tensor, prior: Tensor) -> Optional[Tensor]:
     """The thresholds of Eq. 7 that a model's training statistics give, or None when they give none.
 
@@ -220,6 +219,7 @@ def thresholds_from_statistics(counts: Tensor, prior: Tensor) -> Optional[Tensor
     if pi > 0:
         return torch.full((counts.numel() - 1,), pi, dtype=torch.float32, device=counts.device)
     return None
+
 
 #: The authors' Faster R-CNN code (chenjoya/sampling-free@5f133dc, roi_heads/box_head/loss.py) multiplies
 #: the guided classification loss of the ROI head by 2 ("classification_scale: 2.0 for rcnn" in its
