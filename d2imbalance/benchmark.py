@@ -7,15 +7,18 @@ were left with by the backward pass just before it. Reported: median training st
 backward + optimizer step), median inference time per image, peak memory (max allocated on GPU;
 on CPU the growth of peak RSS while training, the median of three fresh child processes per model,
 so one model's freed memory cannot hide in the other's number), and the method / baseline ratios.
+Each step pair and each memory measurement logs a progress line with the time elapsed and the ETA of
+its phase (logger ``d2imbalance.benchmark``): at COCO size on a CPU the whole run takes half an hour.
 """
 import json
+import logging
 import multiprocessing
 import os
 import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -27,6 +30,11 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 
 from .model_zoo import get_config  # noqa: E402
+from .progress import Progress  # noqa: E402
+
+logger = logging.getLogger("d2imbalance.benchmark")
+#: Training steps measured for peak memory (after one that builds the lazy buffers), then one inference.
+MEMORY_TRAIN_STEPS = 3
 
 
 @dataclass
@@ -137,7 +145,7 @@ class _Runner:
         return (time.perf_counter() - start) / self.settings.batch
 
 
-def _peak_memory_mib(config: str, settings: BenchmarkSettings, steps: int = 3) -> float:
+def _peak_memory_mib(config: str, settings: BenchmarkSettings, steps: int = MEMORY_TRAIN_STEPS) -> float:
     """Peak memory of a few training steps plus one inference, in MiB (see module docstring)."""
     with EventStorage():
         if settings.device.startswith("cuda"):
@@ -174,7 +182,11 @@ _CHILD_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_"
 CPU_MEMORY_REPEATS = 3
 
 
-def _peak_memory_in_child(config: str, settings: BenchmarkSettings) -> float:
+#: Called after each peak-memory measurement with (peak MiB, seconds it took).
+OnMeasured = Callable[[float, float], None]
+
+
+def _peak_memory_in_child(config: str, settings: BenchmarkSettings, on_measured: Optional[OnMeasured] = None) -> float:
     """Median over fresh spawned processes of :func:`_peak_memory_mib` (CPU)."""
     saved = {key: os.environ.get(key) for key in _CHILD_MALLOC_ENV}
     os.environ.update(_CHILD_MALLOC_ENV)  # read by glibc when the child starts
@@ -182,8 +194,11 @@ def _peak_memory_in_child(config: str, settings: BenchmarkSettings) -> float:
         context = multiprocessing.get_context("spawn")
         peaks = []
         for _ in range(CPU_MEMORY_REPEATS):
+            start = time.perf_counter()
             with context.Pool(1) as pool:
                 peaks.append(pool.apply(_peak_memory_mib, (config, settings)))
+            if on_measured is not None:
+                on_measured(peaks[-1], time.perf_counter() - start)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -193,26 +208,71 @@ def _peak_memory_in_child(config: str, settings: BenchmarkSettings) -> float:
     return statistics.median(peaks)
 
 
-def run_benchmark(method: str, baseline: str, settings: BenchmarkSettings) -> Dict:
-    """Measure both configs; returns a dict with per-model medians and method / baseline ratios."""
+def _measure_peak_memory(config: str, settings: BenchmarkSettings, on_measured: OnMeasured) -> float:
+    """Peak memory in MiB: in this process on a GPU, in fresh child processes on the CPU."""
+    if not settings.device.startswith("cuda"):
+        return _peak_memory_in_child(config, settings, on_measured)
+    start = time.perf_counter()
+    peak = _peak_memory_mib(config, settings)
+    on_measured(peak, time.perf_counter() - start)
+    return peak
+
+
+def run_benchmark(
+    method: str,
+    baseline: str,
+    settings: BenchmarkSettings,
+    log: Optional[Callable[[str], None]] = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Dict:
+    """Measure both configs; returns a dict with per-model medians and method / baseline ratios.
+
+    ``log`` receives the progress lines (default: this module's logger); ``clock`` times the elapsed
+    part of them.
+    """
+    log = log or logger.info
+    steps_per_phase = settings.warmup + settings.iters
+    log(
+        f"Timing {settings.warmup} warm-up + {settings.iters} timed training steps of each model (the two "
+        f"alternate), then as many inference batches, then peak memory: {method} vs {baseline}."
+    )
     times: Dict[str, Dict[str, list]] = {name: {"train": [], "infer": []} for name in ("baseline", "method")}
     with EventStorage():
         runners = {"baseline": _Runner(baseline, settings), "method": _Runner(method, settings)}
-        for phase, step in (("train", _Runner.train_step), ("infer", _Runner.inference_per_image)):
-            for _ in range(settings.warmup):
-                for runner in runners.values():
-                    step(runner)
-            for i in range(settings.iters):
-                for name in ("baseline", "method") if i % 2 == 0 else ("method", "baseline"):
-                    times[name][phase].append(step(runners[name]))
+        for phase, step, per_call in (
+            ("train", _Runner.train_step, 1),
+            ("infer", _Runner.inference_per_image, settings.batch),  # it returns seconds per image
+        ):
+            label = "training-step pairs" if phase == "train" else "inference-batch pairs"
+            progress = Progress(steps_per_phase, clock, done=f"{label} done", item="pair")
+            for i in range(steps_per_phase):
+                warm = i < settings.warmup
+                k = i - settings.warmup  # the order alternates on the timed iterations
+                order = ("baseline", "method") if warm or k % 2 == 0 else ("method", "baseline")
+                seconds = {name: step(runners[name]) for name in order}
+                if not warm:
+                    for name in order:
+                        times[name][phase].append(seconds[name])
+                what = "warm-up" if warm else "timed"
+                what += "".join(f", {name} {1000 * seconds[name] * per_call:.0f} ms" for name in order)
+                log(progress.record(what, sum(seconds.values()) * per_call))
     del runners
-    measure_memory = _peak_memory_mib if settings.device.startswith("cuda") else _peak_memory_in_child
+    repeats = 1 if settings.device.startswith("cuda") else CPU_MEMORY_REPEATS
+    log(
+        f"Peak memory of {MEMORY_TRAIN_STEPS} training steps and one inference, "
+        + ("in this process." if repeats == 1 else f"in {repeats} fresh processes per model (the median counts).")
+    )
+    memory_progress = Progress(2 * repeats, clock, done="peak-memory measurements", item="measurement")
     result = {"settings": asdict(settings), "configs": {"baseline": baseline, "method": method}}
     for name, config in (("baseline", baseline), ("method", method)):
+
+        def on_measured(peak_mib: float, seconds: float, name: str = name) -> None:
+            log(memory_progress.record(f"{name} {peak_mib:.0f} MiB", seconds))
+
         result[name] = {
             "train_step_ms": 1000 * statistics.median(times[name]["train"]),
             "inference_ms_per_image": 1000 * statistics.median(times[name]["infer"]),
-            "peak_memory_mib": measure_memory(config, settings),
+            "peak_memory_mib": _measure_peak_memory(config, settings, on_measured),
         }
     result["ratio"] = {
         key: result["method"][key] / result["baseline"][key] if result["baseline"][key] > 0 else float("nan")
@@ -265,9 +325,11 @@ def main(argv=None) -> Dict:
     parser.add_argument("--json", help="also write the result as JSON to this file")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
-        help="config overrides for both models, e.g. model.multiscale=null model.input_size=320 (YOLOv3 at 320; Hydra syntax, null is None)",
+        help="config overrides for both models, e.g. model.multiscale=null model.input_size=320 "
+        "(YOLOv3 at 320; Hydra syntax, null is None)",
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s benchmark] %(message)s", datefmt="%m/%d %H:%M:%S")
     settings = BenchmarkSettings(
         image_size=args.image_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
         boxes_per_image=args.boxes_per_image, device=args.device, amp=args.amp, overrides=tuple(args.overrides),

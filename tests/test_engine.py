@@ -570,9 +570,17 @@ def test_benchmark_times_training_then_inference_each_interleaved(monkeypatch):
             calls.append(("infer", self.name))
             return {"b": 0.2, "m": 0.1}[self.name]
 
+    def fake_children(config, settings, on_measured):
+        peak = {"M": 30.0, "B": 20.0}[config]
+        for _ in range(bench.CPU_MEMORY_REPEATS):
+            on_measured(peak, 10.0)
+        return peak
+
     monkeypatch.setattr(bench, "_Runner", FakeRunner)
-    monkeypatch.setattr(bench, "_peak_memory_in_child", lambda config, settings: {"M": 30.0, "B": 20.0}[config])
-    result = bench.run_benchmark("M", "B", bench.BenchmarkSettings(iters=3, warmup=1))
+    monkeypatch.setattr(bench, "_peak_memory_in_child", fake_children)
+    lines, readings = [], iter(range(60, 3600, 60))  # the clock: +60 s a reading, one per Progress start and line
+    result = bench.run_benchmark("M", "B", bench.BenchmarkSettings(iters=3, warmup=1), log=lines.append,
+                                 clock=lambda: float(next(readings)))  # fmt: skip
     assert calls == [
         ("train", "b"), ("train", "m"),  # warm-up
         ("train", "b"), ("train", "m"), ("train", "m"), ("train", "b"), ("train", "b"), ("train", "m"),
@@ -584,3 +592,50 @@ def test_benchmark_times_training_then_inference_each_interleaved(monkeypatch):
     assert result["method"]["train_step_ms"] == pytest.approx(1500.0 * 3)
     assert result["ratio"]["inference_ms_per_image"] == pytest.approx(0.5)
     assert result["ratio"]["peak_memory_mib"] == pytest.approx(1.5)
+
+    # One progress line per step pair and per memory measurement. Training: the pairs take 2 + 4.5,
+    # 1 + 3, 4.5 + 1 and 2 + 4.5 s (factors above); ETA = mean so far x pairs left.
+    assert lines[0] == ("Timing 1 warm-up + 3 timed training steps of each model (the two alternate), then as "
+                        "many inference batches, then peak memory: M vs B.")  # fmt: skip
+    assert lines[1] == ("1/4 training-step pairs done (warm-up, baseline 2000 ms, method 4500 ms: 6s); elapsed 1m 00s; "
+                        "ETA 20s (3 left x 6s mean per pair)")  # fmt: skip
+    assert lines[3] == ("3/4 training-step pairs done (timed, method 4500 ms, baseline 1000 ms: 6s); elapsed 3m 00s; "
+                        "ETA 5s (1 left x 5s mean per pair)")  # fmt: skip
+    assert lines[4].startswith("4/4 training-step pairs done (timed, baseline 2000 ms, method 4500 ms: 6s);")
+    assert lines[4].endswith("all training-step pairs done")
+    # Inference: seconds per image x batch 2 = 400 ms + 200 ms a pair.
+    assert lines[5] == ("1/4 inference-batch pairs done (warm-up, baseline 400 ms, method 200 ms: 1s); elapsed 1m 00s; "
+                        "ETA 2s (3 left x 1s mean per pair)")  # fmt: skip
+    assert lines[9] == ("Peak memory of 3 training steps and one inference, in 3 fresh processes per model "
+                        "(the median counts).")  # fmt: skip
+    assert lines[10] == ("1/6 peak-memory measurements (baseline 20 MiB: 10s); elapsed 1m 00s; "
+                         "ETA 50s (5 left x 10s mean per measurement)")  # fmt: skip
+    assert lines[15] == ("6/6 peak-memory measurements (method 30 MiB: 10s); elapsed 6m 00s; "
+                         "all peak-memory measurements")  # fmt: skip
+    assert len(lines) == 16
+
+
+def test_benchmark_on_a_gpu_measures_memory_once_per_model_in_process(monkeypatch):
+    import d2imbalance.benchmark as bench
+
+    class FakeRunner:
+        def __init__(self, config, settings):
+            pass
+
+        def train_step(self):
+            return 1.0
+
+        def inference_per_image(self):
+            return 0.5
+
+    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(bench, "_Runner", FakeRunner)
+    monkeypatch.setattr(bench, "_peak_memory_in_child", None)  # a CPU-only path: must not be reached
+    monkeypatch.setattr(bench, "_peak_memory_mib", lambda config, settings: {"M": 300.0, "B": 200.0}[config])
+    lines = []
+    result = bench.run_benchmark("M", "B", bench.BenchmarkSettings(iters=1, warmup=0, device="cuda"),
+                                 log=lines.append, clock=lambda: 0.0)  # fmt: skip
+    assert result["ratio"]["peak_memory_mib"] == pytest.approx(1.5)
+    assert lines[3] == "Peak memory of 3 training steps and one inference, in this process."
+    assert lines[4].startswith("1/2 peak-memory measurements (baseline 200 MiB: 0s); elapsed 0s; ETA 0s")
+    assert lines[5].startswith("2/2 peak-memory measurements (method 300 MiB: 0s)")

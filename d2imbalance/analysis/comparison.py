@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..progress import Progress
 from .compare_runs import final_metrics, mean_std_cell
 from .hyperparameters import COMPOSITE_DETECTORS, Hyperparameter, declared_hyperparameters, qualified_name
 
@@ -68,7 +69,6 @@ __all__ = [
     "Run",
     "TrainingJob",
     "Comparison",
-    "Progress",
     "load_entries",
     "describe_config",
     "config_hyperparameters",
@@ -78,7 +78,6 @@ __all__ = [
     "run_state",
     "delta_ap",
     "sample_std",
-    "format_duration",
     "markdown_table",
     "plot_delta_ap",
     "SPREAD_FORMULA",
@@ -368,44 +367,6 @@ def delta_ap(method: Sequence[float], baseline: Sequence[float]) -> Dict[str, fl
         "spread": math.sqrt(s_m**2 + s_b**2),
         "stderr": math.sqrt(s_m**2 / len(method) + s_b**2 / len(baseline)),
     }
-
-
-def format_duration(seconds: float) -> str:
-    """42s, 25m 10s, 3h 05m."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-
-
-class Progress:
-    """k/n runs trained, elapsed time and ETA = mean duration of the runs done x runs left / lanes
-    (the lanes busy while that many runs are left)."""
-
-    def __init__(self, total: int, clock: Callable[[], float] = time.monotonic, lanes: int = 1):
-        self.total = total
-        self.clock = clock
-        self.lanes = lanes
-        self.start = clock()
-        self.durations: List[float] = []
-
-    def record(self, what: str, duration: float) -> str:
-        """Count one finished run (``duration`` seconds) and return the progress line."""
-        self.durations.append(duration)
-        done, left = len(self.durations), self.total - len(self.durations)
-        mean = statistics.mean(self.durations)
-        line = (
-            f"{done}/{self.total} runs trained ({what}: {format_duration(duration)}); "
-            f"elapsed {format_duration(self.clock() - self.start)}; "
-        )
-        if left:
-            lanes = min(self.lanes, left)
-            per_lane = f" / {lanes} lanes" if lanes > 1 else ""
-            eta = format_duration(mean * left / lanes)
-            return line + f"ETA {eta} ({left} left x {format_duration(mean)} mean per run{per_lane})"
-        return line + "all runs trained"
 
 
 def _finite(x) -> bool:
