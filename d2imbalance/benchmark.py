@@ -186,7 +186,7 @@ CPU_MEMORY_REPEATS = 3
 OnMeasured = Callable[[float, float], None]
 
 
-def _peak_memory_in_child(config: str, settings: BenchmarkSettings, on_measured: Optional[OnMeasured] = None) -> float:
+def _peak_memory_in_child(config: str, settings: BenchmarkSettings, on_measured: OnMeasured) -> float:
     """Median over fresh spawned processes of :func:`_peak_memory_mib` (CPU)."""
     saved = {key: os.environ.get(key) for key in _CHILD_MALLOC_ENV}
     os.environ.update(_CHILD_MALLOC_ENV)  # read by glibc when the child starts
@@ -196,9 +196,9 @@ def _peak_memory_in_child(config: str, settings: BenchmarkSettings, on_measured:
         for _ in range(CPU_MEMORY_REPEATS):
             start = time.perf_counter()
             with context.Pool(1) as pool:
-                peaks.append(pool.apply(_peak_memory_mib, (config, settings)))
-            if on_measured is not None:
-                on_measured(peaks[-1], time.perf_counter() - start)
+                peak = pool.apply(_peak_memory_mib, (config, settings))
+            peaks.append(peak)
+            on_measured(peak, time.perf_counter() - start)
     finally:
         for key, value in saved.items():
             if value is None:

@@ -1,9 +1,15 @@
-"""Pieces of the training loop that are quicker to check in-process."""
+"""Pieces of the training loop that are quicker to check in-process, and the benchmark's CLI."""
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.detectron2
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_training_stops_on_a_fatal_dataset_problem(tmp_path):
@@ -40,20 +46,34 @@ def test_datasets_declared_in_the_config_are_registered(tmp_path):
         register_coco_datasets([dict(name="declared_test", json_file="other.json", image_root=".")])
 
 
-def test_benchmark_runs_and_reports_ratios(tmp_path):
-    from d2imbalance.benchmark import main
-
+def test_benchmark_cli_reports_ratios_and_logs_its_progress(tmp_path):
+    """tools/benchmark.py as a user runs it: progress lines on the console, the table, the JSON."""
     out = tmp_path / "bench.json"
-    result = main([
-        "--method", "Baselines/faster_rcnn_shapes.py", "--baseline", "Baselines/retinanet_shapes.py",
-        "--image-size", "96", "--batch", "1", "--iters", "2", "--warmup", "1", "--device", "cpu",
-        "--boxes-per-image", "5", "--json", str(out),
-    ])
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "benchmark.py"),
+         "--method", "Baselines/faster_rcnn_shapes.py", "--baseline", "Baselines/retinanet_shapes.py",
+         "--image-size", "96", "--batch", "1", "--iters", "2", "--warmup", "1", "--device", "cpu",
+         "--boxes-per-image", "5", "--json", str(out)],
+        env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     saved = json.loads(out.read_text())
     assert saved["settings"]["boxes_per_image"] == 5
     for key in ("train_step_ms", "inference_ms_per_image", "peak_memory_mib"):
-        assert result["baseline"][key] > 0 and result["method"][key] > 0
-        assert saved["ratio"][key] == pytest.approx(result["method"][key] / result["baseline"][key])
+        assert saved["baseline"][key] > 0 and saved["method"][key] > 0
+        assert saved["ratio"][key] == pytest.approx(saved["method"][key] / saved["baseline"][key])
+    assert f"| train step (ms, median)        | {saved['baseline']['train_step_ms']:10.1f} |" in run.stdout
+    # 3 training and 3 inference pairs, then 3 fresh processes per model: each a line, whose own
+    # duration is within the phase's elapsed time (1 s of rounding).
+    log = [line for line in (run.stdout + run.stderr).splitlines() if "benchmark] " in line]
+    assert sum("training-step pairs done" in line for line in log) == 3
+    assert sum("inference-batch pairs done" in line for line in log) == 3
+    memory = [re.search(r"/6 peak-memory measurements \((\w+) (\d+) MiB: (\d+)s\); elapsed (\d+)s", line)
+              for line in log if "peak-memory measurements (" in line]  # fmt: skip
+    assert [m.group(1) for m in memory] == ["baseline"] * 3 + ["method"] * 3
+    assert all(int(m.group(3)) <= int(m.group(4)) + 1 for m in memory)
+    reported = sorted(int(m.group(2)) for m in memory[:3])
+    assert reported[1] == round(saved["baseline"]["peak_memory_mib"])  # the median of the three
 
 
 def test_benchmark_inputs_carry_the_requested_number_of_boxes():

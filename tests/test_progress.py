@@ -13,8 +13,8 @@ class FakeClock:
 
 
 def test_durations_are_written_in_seconds_minutes_or_hours():
-    assert [format_duration(s) for s in (-3, 0, 42.4, 59.6, 1510, 3599.4, 11100)] == [
-        "0s", "0s", "42s", "1m 00s", "25m 10s", "59m 59s", "3h 05m"]
+    assert [format_duration(s) for s in (-3, 0, 42.4, 59.6, 1510, 3599.4, 3600, 11100)] == [
+        "0s", "0s", "42s", "1m 00s", "25m 10s", "59m 59s", "1h 00m", "3h 05m"]
 
 
 def test_progress_counts_items_elapsed_and_eta_from_the_mean_duration():
