@@ -50,8 +50,12 @@ class BenchmarkSettings:
     #: "key=value" config overrides applied to both configs, e.g. "model.multiscale=null".
     overrides: Tuple[str, ...] = ()
 
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
     def __post_init__(self):
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
+        if self.on_gpu and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} but no GPU is available; pass --device cpu.")
         if min(self.image_size, self.batch, self.iters, self.boxes_per_image) < 1 or self.warmup < 0:
             raise ValueError(
@@ -113,12 +117,12 @@ class _Runner:
         # R50 models (FrozenBN, no ImageNet weights offline) have losses in the thousands and would
         # diverge within a few steps at any lr; this way every timed step sees the same model.
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.0, momentum=0.9)
-        device_type = "cuda" if settings.device.startswith("cuda") else "cpu"
+        device_type = "cuda" if settings.on_gpu else "cpu"
         dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
         self._autocast = (lambda: torch.autocast(device_type, dtype=dtype)) if settings.amp else nullcontext
 
     def _sync(self):
-        if self.settings.device.startswith("cuda"):
+        if self.settings.on_gpu:
             torch.cuda.synchronize()
 
     def train_step(self) -> float:
@@ -148,7 +152,7 @@ class _Runner:
 def _peak_memory_mib(config: str, settings: BenchmarkSettings, steps: int = MEMORY_TRAIN_STEPS) -> float:
     """Peak memory of a few training steps plus one inference, in MiB (see module docstring)."""
     with EventStorage():
-        if settings.device.startswith("cuda"):
+        if settings.on_gpu:
             runner = _Runner(config, settings)
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
@@ -210,7 +214,7 @@ def _peak_memory_in_child(config: str, settings: BenchmarkSettings, on_measured:
 
 def _measure_peak_memory(config: str, settings: BenchmarkSettings, on_measured: OnMeasured) -> float:
     """Peak memory in MiB: in this process on a GPU, in fresh child processes on the CPU."""
-    if not settings.device.startswith("cuda"):
+    if not settings.on_gpu:
         return _peak_memory_in_child(config, settings, on_measured)
     start = time.perf_counter()
     peak = _peak_memory_mib(config, settings)
@@ -239,11 +243,10 @@ def run_benchmark(
     times: Dict[str, Dict[str, list]] = {name: {"train": [], "infer": []} for name in ("baseline", "method")}
     with EventStorage():
         runners = {"baseline": _Runner(baseline, settings), "method": _Runner(method, settings)}
-        for phase, step, per_call in (
-            ("train", _Runner.train_step, 1),
-            ("infer", _Runner.inference_per_image, settings.batch),  # it returns seconds per image
+        for phase, label, step, per_call in (
+            ("train", "training-step pairs", _Runner.train_step, 1),
+            ("infer", "inference-batch pairs", _Runner.inference_per_image, settings.batch),  # s per image
         ):
-            label = "training-step pairs" if phase == "train" else "inference-batch pairs"
             progress = Progress(steps_per_phase, clock, done=f"{label} done", item="pair")
             for i in range(steps_per_phase):
                 warm = i < settings.warmup
@@ -257,7 +260,7 @@ def run_benchmark(
                 what += "".join(f", {name} {1000 * seconds[name] * per_call:.0f} ms" for name in order)
                 log(progress.record(what, sum(seconds.values()) * per_call))
     del runners
-    repeats = 1 if settings.device.startswith("cuda") else CPU_MEMORY_REPEATS
+    repeats = 1 if settings.on_gpu else CPU_MEMORY_REPEATS
     log(
         f"Peak memory of {MEMORY_TRAIN_STEPS} training steps and one inference, "
         + ("in this process." if repeats == 1 else f"in {repeats} fresh processes per model (the median counts).")
